@@ -1,0 +1,1 @@
+"""Framewise: asynchronous video and image analysis on a Kafka streaming pipeline."""

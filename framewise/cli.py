@@ -1,0 +1,282 @@
+"""The ``framewise`` command: run the whole service, one worker, the API, or submit media."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import mimetypes
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from framewise.config import Settings, get_settings
+
+CORE_ROLES = ("decode", "aggregator", "webhook")
+
+
+def worker_roles(settings: Settings) -> list[str]:
+    return ["decode", *settings.stages, "aggregator", "webhook"]
+
+
+def build_worker_app(role: str, settings: Settings):
+    """The Faust app of one worker role."""
+    if role == "decode":
+        from stages.decode.agent import build_decode_app
+
+        return build_decode_app(settings)
+    if role == "aggregator":
+        from stages.aggregator.agent import build_aggregator_app
+
+        return build_aggregator_app(settings)
+    if role == "webhook":
+        from stages.webhook.agent import build_webhook_app
+
+        return build_webhook_app(settings)
+    from stages.registry import stages
+    from stages.worker import build_stage_app
+
+    known = stages()
+    if role not in known:
+        raise SystemExit(f"unknown worker {role!r}; choose from {[*CORE_ROLES, *known]}")
+    return build_stage_app(known[role], settings)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from faust.worker import Worker
+
+    from framewise.kafka import ensure_topics
+
+    settings = get_settings()
+    asyncio.run(ensure_topics(settings))
+    app = build_worker_app(args.role, settings)
+    Worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
+    return 0
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run(
+        "ingest_api.app:create_app",
+        factory=True,
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level=settings.log_level,
+    )
+    return 0
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    from framewise.broker import start_embedded_broker
+
+    settings = get_settings()
+    proc = start_embedded_broker(settings.embedded_broker_port)
+    print(f"embedded broker on 127.0.0.1:{settings.embedded_broker_port}", flush=True)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        return 0
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    from framewise.kafka import ensure_topics
+
+    asyncio.run(ensure_topics(get_settings()))
+    return 0
+
+
+def cmd_schemas(args: argparse.Namespace) -> int:
+    from schemas.export import write
+
+    for path in write(Path(args.out)):
+        print(path)
+    return 0
+
+
+class Supervisor:
+    """Runs child processes with their output prefixed by role; restarts one that dies."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.children: dict[str, subprocess.Popen] = {}
+        self.commands: dict[str, list[str]] = {}
+        self.stopping = False
+
+    def start(self, role: str, command: list[str]) -> None:
+        self.commands[role] = command
+        proc = subprocess.Popen(
+            command, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        self.children[role] = proc
+        threading.Thread(target=self._pump, args=(role, proc), daemon=True).start()
+
+    @staticmethod
+    def _pump(role: str, proc: subprocess.Popen) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sys.stdout.write(f"{role:>10} | {line}")
+            sys.stdout.flush()
+
+    def watch(self) -> None:
+        while not self.stopping:
+            for role, proc in list(self.children.items()):
+                if proc.poll() is not None and not self.stopping:
+                    print(f"{role:>10} | exited with {proc.returncode}; restarting", flush=True)
+                    self.start(role, self.commands[role])
+            time.sleep(1.0)
+
+    def stop(self) -> None:
+        self.stopping = True
+        for proc in self.children.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.children.values():
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from framewise.broker import start_embedded_broker
+    from framewise.kafka import ensure_topics
+
+    settings = get_settings()
+    env = dict(os.environ)
+    broker = None
+    if settings.embedded:
+        broker = start_embedded_broker(settings.embedded_broker_port)
+        env.setdefault("FRAMEWISE_FAST_GROUP_TIMEOUTS", "true")
+        print(f"    broker | embedded Tansu on {settings.bootstrap} (memory only)", flush=True)
+    asyncio.run(ensure_topics(settings))
+    supervisor = Supervisor(env)
+    me = [sys.executable, "-m", "framewise.cli"]
+    for role in worker_roles(settings):
+        supervisor.start(role, [*me, "worker", role])
+    supervisor.start("api", [*me, "api"])
+    print(
+        f"       api | {settings.public_api_url}  (docs: {settings.public_api_url}/docs)",
+        flush=True,
+    )
+
+    def shutdown(*_: object) -> None:
+        supervisor.stopping = True
+
+    signal.signal(signal.SIGTERM, shutdown)
+    try:
+        supervisor.watch()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        supervisor.stop()
+        if broker is not None:
+            broker.terminate()
+    return 0
+
+
+def _progress_bar(body: dict) -> str:
+    done = float(body.get("progress") or 0.0)
+    width = 30
+    filled = int(done * width)
+    return f"\r[{'#' * filled}{'.' * (width - filled)}] {done * 100:5.1f}% {body.get('status')}"
+
+
+def submit(files: list[Path], url: str, webhook: str | None, max_time: int | None) -> str:
+    """POST the media and return the job's status path."""
+    import httpx
+
+    headers = {} if max_time is None else {"Max-Processing-Time": str(max_time)}
+    kinds = {(mimetypes.guess_type(f.name)[0] or "").split("/")[0] for f in files}
+    with httpx.Client(base_url=url, timeout=600) as client:
+        if kinds == {"image"}:
+            images = [
+                {"external_id": f.name, "data_base64": base64.b64encode(f.read_bytes()).decode()}
+                for f in files
+            ]
+            body: dict = {"images": images}
+            if webhook:
+                body["webhook"] = {"url": webhook}
+            response = client.post("/v1/images", json=body, headers=headers)
+        else:
+            if len(files) != 1:
+                raise SystemExit("give one video, or only images")
+            params = {"webhook.url": webhook} if webhook else {}
+            with files[0].open("rb") as stream:
+                response = client.post(
+                    "/v1/videos",
+                    content=iter(lambda: stream.read(1 << 20), b""),
+                    params=params,
+                    headers={**headers, "Content-Type": "application/octet-stream"},
+                )
+        if response.status_code != 202:
+            raise SystemExit(f"refused ({response.status_code}): {response.text}")
+        return response.headers["Location"]
+
+
+def wait_for(url: str, location: str, show: Callable[[str], None]) -> dict:
+    import httpx
+
+    with httpx.Client(base_url=url, timeout=30) as client:
+        while True:
+            body = client.get(location).json()
+            show(_progress_bar(body))
+            if body.get("status") in ("finished", "failed"):
+                show("\n")
+                return body
+            time.sleep(0.5)
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    url = args.url or settings.public_api_url
+    files = [Path(f) for f in args.files]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise SystemExit(f"no such file: {', '.join(missing)}")
+    location = submit(files, url, args.webhook, args.max_processing_time)
+    print(f"submitted: {url}{location}", file=sys.stderr)
+    body = wait_for(url, location, lambda s: (sys.stderr.write(s), sys.stderr.flush()))
+    print(json.dumps(body, indent=2))
+    return 0 if body.get("status") == "finished" else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="framewise", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="run broker (unless configured), all workers and the API")
+    worker = sub.add_parser("worker", help="run one worker: decode, <stage>, aggregator, webhook")
+    worker.add_argument("role")
+    sub.add_parser("api", help="run the REST API")
+    sub.add_parser("broker", help="run only the embedded broker")
+    sub.add_parser("topics", help="create every topic on the configured cluster")
+    schemas = sub.add_parser("schemas", help="write the JSON Schemas")
+    schemas.add_argument("--out", default="docs/schemas")
+    analyze = sub.add_parser("analyze", help="submit a video or images and print the result")
+    analyze.add_argument("files", nargs="+")
+    analyze.add_argument("--url", help="API base URL (default FRAMEWISE_API_URL or local)")
+    analyze.add_argument("--webhook")
+    analyze.add_argument("--max-processing-time", type=int)
+    args = parser.parse_args(argv)
+    handlers = {
+        "up": cmd_up,
+        "worker": cmd_worker,
+        "api": cmd_api,
+        "broker": cmd_broker,
+        "topics": cmd_topics,
+        "schemas": cmd_schemas,
+        "analyze": cmd_analyze,
+    }
+    return handlers[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

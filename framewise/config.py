@@ -1,0 +1,113 @@
+"""All configuration in one place: typed settings read from ``FRAMEWISE_*`` environment variables.
+
+Every process (API, each stage worker, the CLI) reads the same :class:`Settings`, so a value set
+once in the environment (or in ``compose/framewise.env``) applies everywhere.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Framewise settings; each field is the environment variable ``FRAMEWISE_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="FRAMEWISE_", extra="ignore")
+
+    # --- Kafka -------------------------------------------------------------------------------
+    kafka_bootstrap: str | None = Field(
+        None, description="host:port list of a Kafka cluster; unset: `framewise up` embeds Tansu"
+    )
+    embedded_broker_port: int = Field(19092, description="port of the embedded broker")
+    partitions: int = Field(8, ge=1, description="partitions of every framewise topic")
+    replication_factor: int = Field(1, ge=1)
+    changelog_compaction: bool | None = Field(
+        None,
+        description=(
+            "compact changelog and status topics; unset: on for a real cluster, off for the "
+            "embedded Tansu broker whose ListOffsets is wrong for compacted topics"
+        ),
+    )
+    retention_hours: float = Field(168.0, gt=0, description="retention of every topic")
+    fast_group_timeouts: bool = Field(
+        False, description="short consumer-group timeouts (tests, embedded single machine)"
+    )
+    max_message_bytes: int = Field(16 * 1024 * 1024, description="largest Kafka message")
+
+    # --- storage -----------------------------------------------------------------------------
+    data_dir: Path = Field(
+        Path("~/.framewise").expanduser(),
+        description="blob store shared by API and workers (uploads, frame batches)",
+    )
+
+    # --- API ---------------------------------------------------------------------------------
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_url: str | None = Field(None, description="URL `framewise analyze` talks to")
+    max_upload_bytes: int = Field(2 * 1024**3, description="largest accepted video upload")
+    max_image_batch_bytes: int = Field(64 * 1024 * 1024, description="largest POST /v1/images")
+    max_images_per_batch: int = 256
+    default_max_processing_time_s: int = Field(
+        0, ge=0, description="Max-Processing-Time when the header is absent; 0: no limit"
+    )
+
+    # --- decode ------------------------------------------------------------------------------
+    segment_seconds: float = Field(
+        60.0, gt=0, description="a video is split into segments decoded by different workers"
+    )
+    motion_fps: float = Field(0.0, ge=0, description="motion profile rate (scene); 0: every frame")
+    motion_max_side: int = Field(256, ge=32)
+    motion_batch_frames: int = Field(64, ge=2)
+    detail_fps: float = Field(2.0, gt=0, description="detail profile rate (face, OCR, tags)")
+    detail_max_side: int = Field(1280, ge=64)
+    detail_batch_frames: int = Field(4, ge=1)
+    max_pixels: int = Field(
+        8192 * 8192, description="larger frames are refused as decompression bombs"
+    )
+
+    # --- stages ------------------------------------------------------------------------------
+    stages: list[str] = Field(
+        default_factory=lambda: ["scene"],
+        description="enabled analysis stages (JSON list); unknown names are rejected",
+    )
+
+    # --- webhooks ----------------------------------------------------------------------------
+    webhook_allow_private: bool = Field(
+        False, description="allow webhook targets on loopback/private/link-local addresses"
+    )
+    webhook_max_attempts: int = Field(6, ge=1)
+    webhook_backoff_s: float = Field(1.0, gt=0, description="first retry delay, doubled each try")
+    webhook_backoff_max_s: float = Field(60.0, gt=0)
+    webhook_timeout_s: float = Field(10.0, gt=0)
+
+    # --- operations --------------------------------------------------------------------------
+    log_level: str = "info"
+    deadline_check_interval_s: float = Field(1.0, gt=0)
+
+    @property
+    def bootstrap(self) -> str:
+        """The bootstrap servers to use: the configured cluster or the embedded broker."""
+        return self.kafka_bootstrap or f"127.0.0.1:{self.embedded_broker_port}"
+
+    @property
+    def embedded(self) -> bool:
+        return self.kafka_bootstrap is None
+
+    @property
+    def compact_topics(self) -> bool:
+        if self.changelog_compaction is not None:
+            return self.changelog_compaction
+        return not self.embedded
+
+    @property
+    def public_api_url(self) -> str:
+        return self.api_url or f"http://{self.api_host}:{self.api_port}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,137 @@
+"""Kafka plumbing shared by every worker: the Faust app factory, topic creation, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from typing import Any
+
+import faust
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from pydantic import BaseModel
+
+from framewise import topics
+from framewise.config import Settings
+from schemas.messages import DeadLetter
+
+log = logging.getLogger(__name__)
+
+
+def to_bytes(message: BaseModel) -> bytes:
+    return message.model_dump_json(exclude_none=True).encode()
+
+
+def topic_configs(spec: topics.TopicSpec, settings: Settings) -> dict[str, str]:
+    compact = spec.compacted and settings.compact_topics
+    return {
+        "cleanup.policy": "compact" if compact else "delete",
+        "retention.ms": str(int(settings.retention_hours * 3600 * 1000)),
+        "max.message.bytes": str(settings.max_message_bytes),
+    }
+
+
+def table_topic_configs(settings: Settings) -> dict[str, str]:
+    """Changelog configs: compaction off on the embedded broker (its compacted end offsets
+    are wrong, which would make a recovered table silently miss updates)."""
+    return {"cleanup.policy": "compact" if settings.compact_topics else "delete"}
+
+
+async def ensure_topics(settings: Settings) -> None:
+    """Create every framewise topic (and its dead-letter topic) if missing; idempotent."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = []
+        for spec in topics.ALL:
+            for name in (spec.name, spec.dead_letter):
+                if name not in existing:
+                    wanted.append(
+                        NewTopic(
+                            name,
+                            settings.partitions,
+                            settings.replication_factor,
+                            topic_configs=topic_configs(spec, settings),
+                        )
+                    )
+        for new in wanted:  # one at a time: a concurrent creator makes only that one fail
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics([new])
+    finally:
+        await admin.close()
+
+
+def make_app(role: str, settings: Settings) -> faust.App:
+    """A Faust app for one worker role; its id is the consumer group, so each role scales
+    by starting more processes of it and different roles each see every message."""
+    fast = settings.fast_group_timeouts
+    datadir = settings.data_dir / "faust" / f"{role}-{os.getpid()}"
+    extra: dict[str, Any] = {}
+    if fast:
+        extra.update(
+            broker_session_timeout=6.0,
+            broker_heartbeat_interval=1.0,
+            broker_rebalance_timeout=5.0,
+            broker_commit_interval=0.5,
+        )
+    app = faust.App(
+        f"framewise-{role}",
+        broker=f"kafka://{settings.bootstrap}",
+        value_serializer="raw",
+        key_serializer="raw",
+        store="memory://",
+        web_enabled=False,
+        autodiscover=False,
+        datadir=str(datadir),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        topic_allow_declare=True,
+        producer_max_request_size=settings.max_message_bytes,
+        consumer_max_fetch_size=settings.max_message_bytes,
+        consumer_auto_offset_reset="earliest",
+        stream_recovery_delay=0.0 if fast else 3.0,
+        **extra,
+    )
+    return app
+
+
+def topic(app: faust.App, spec: topics.TopicSpec) -> faust.TopicT:
+    return app.topic(spec.name, value_serializer="raw", key_serializer="raw")
+
+
+async def dead_letter(
+    app: faust.App, spec: topics.TopicSpec, event: Any, reason: str, value: bytes | None = None
+) -> None:
+    """Park a message we cannot process on ``<topic>.dlq`` with the reason; never raise.
+
+    ``value`` replaces the original bytes where those hold a secret."""
+    message = event.message
+    raw = value if value is not None else message.value
+    if not isinstance(raw, bytes):
+        raw = str(raw).encode()
+    key = message.key.decode(errors="replace") if isinstance(message.key, bytes) else None
+    letter = DeadLetter(
+        source_topic=spec.name,
+        partition=message.partition,
+        offset=message.offset,
+        reason=reason[:2000],
+        key=key,
+        value=raw[: 1024 * 1024].decode(errors="replace"),
+    )
+    log.warning(
+        "dead-lettered %s@%s/%s: %s", spec.name, message.partition, message.offset, reason[:300]
+    )
+    try:
+        await app.topic(spec.dead_letter, value_serializer="raw", key_serializer="raw").send(
+            key=message.key, value=to_bytes(letter)
+        )
+    except Exception:  # a DLQ failure must not crash the consumer
+        log.exception("could not dead-letter a message of %s", spec.name)
+
+
+async def in_thread(func, *args):
+    """CPU-heavy work off the event loop, so heartbeats and other partitions keep going."""
+    return await asyncio.to_thread(func, *args)

@@ -1,0 +1,254 @@
+"""Media probing and streaming decode with PyAV: frames are yielded one at a time, never a
+whole video in memory, already scaled to each sampling profile's size."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import numpy as np
+
+from schemas.api import ErrorCode
+from schemas.messages import VideoProbe
+
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(8192 * 8192))
+import cv2
+
+
+class MediaError(Exception):
+    """Media that cannot be analysed; ``code`` is the job error code reported to the user."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def probe_video(path: Path, max_pixels: int) -> VideoProbe:
+    """Open the container and decode its first frame; raise :class:`MediaError` if we can't."""
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
+        raise MediaError(
+            ErrorCode.unsupported_media, f"not a readable video container: {exc}"
+        ) from exc
+    with container:
+        if not container.streams.video:
+            raise MediaError(ErrorCode.unsupported_media, "the file has no video stream")
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        if ctx.width * ctx.height > max_pixels:
+            raise MediaError(
+                ErrorCode.unsupported_media,
+                f"frame size {ctx.width}x{ctx.height} exceeds the limit of {max_pixels} pixels",
+            )
+        try:
+            first = next(container.decode(stream))
+        except StopIteration:
+            raise MediaError(
+                ErrorCode.corrupt_media, "the video stream has no decodable frame"
+            ) from None
+        except av.error.FFmpegError as exc:
+            raise MediaError(
+                ErrorCode.corrupt_media, f"the first frame does not decode: {exc}"
+            ) from exc
+        fps = float(stream.average_rate or stream.guessed_rate or 0) or 25.0
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration = container.duration / av.time_base
+        else:
+            duration = 0.0
+        start = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
+        return VideoProbe(
+            duration_seconds=max(duration, (first.time or 0.0) - start),
+            fps=fps,
+            width=first.width,
+            height=first.height,
+            frame_count=stream.frames or None,
+        )
+
+
+def scaled_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """Size that fits ``max_side`` keeping the aspect ratio, even for the scaler, never upscaled."""
+    scale = min(1.0, max_side / max(width, height))
+    w = max(2, round(width * scale / 2) * 2)
+    h = max(2, round(height * scale / 2) * 2)
+    return w, h
+
+
+def analysed_rate(profile_fps: float, native_fps: float) -> float:
+    """Frames per second a profile yields from a video of ``native_fps`` (0: every frame)."""
+    return profile_fps if 0 < profile_fps < native_fps else native_fps
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A sampling profile: which frames a group of stages sees, at what size, in what batches."""
+
+    name: str
+    fps: float  # 0: every frame
+    max_side: int
+    batch_frames: int
+    context_seconds: float = 0.0  # frames before each batch that ride along for temporal diffs
+
+
+@dataclass
+class PendingBatch:
+    frames: list[np.ndarray] = field(default_factory=list)
+    indices: list[int] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+
+
+@dataclass
+class DecodedBatch:
+    profile: str
+    batch_index: int
+    frames: np.ndarray  # (n, h, w, 3) uint8 RGB, context frames first
+    context_frames: int
+    frame_indices: list[int]
+    timestamps: list[float]
+    rate: float  # frames per second this profile yields (0 for a still image)
+
+
+class ProfileSampler:
+    """Picks a profile's frames on a global time grid, so segments decoded by different workers
+    pick exactly the frames one worker decoding the whole video would."""
+
+    def __init__(self, profile: Profile, native_fps: float, start_s: float) -> None:
+        self.profile = profile
+        self.rate = analysed_rate(profile.fps, native_fps)
+        self.context_len = math.ceil(profile.context_seconds * self.rate)
+        self.every_frame = self.rate >= native_fps
+        self.next_slot = math.ceil(start_s * self.rate - 1e-6)
+        self.history: deque[tuple[int, float, np.ndarray]] = deque(maxlen=self.context_len)
+        self.pending = PendingBatch()
+        self.batch_index = 0
+        self.context_for_pending: list[tuple[int, float, np.ndarray]] = []
+
+    def wants(self, t: float) -> bool:
+        return self.every_frame or t * self.rate + 1e-6 >= self.next_slot
+
+    def remember_before_start(self, index: int, t: float, image: np.ndarray) -> None:
+        """Frames just before the segment feed the first batch's context only."""
+        if self.context_len:
+            self.history.append((index, t, image))
+
+    def add(self, index: int, t: float, image: np.ndarray) -> DecodedBatch | None:
+        if not self.every_frame:
+            self.next_slot = math.floor(t * self.rate + 1e-6) + 1
+        if not self.pending.frames:
+            self.context_for_pending = list(self.history)
+        self.pending.frames.append(image)
+        self.pending.indices.append(index)
+        self.pending.times.append(round(t, 6))
+        if self.context_len:
+            self.history.append((index, t, image))
+        if len(self.pending.frames) >= self.profile.batch_frames:
+            return self.flush()
+        return None
+
+    def flush(self) -> DecodedBatch | None:
+        if not self.pending.frames:
+            return None
+        context = self.context_for_pending
+        frames = [c[2] for c in context] + self.pending.frames
+        batch = DecodedBatch(
+            profile=self.profile.name,
+            batch_index=self.batch_index,
+            frames=np.stack(frames),
+            context_frames=len(context),
+            frame_indices=[c[0] for c in context] + self.pending.indices,
+            timestamps=[round(c[1], 6) for c in context] + self.pending.times,
+            rate=self.rate,
+        )
+        self.batch_index += 1
+        self.pending = PendingBatch()
+        return batch
+
+
+def decode_video_segment(
+    path: Path,
+    profiles: list[Profile],
+    start_s: float,
+    end_s: float | None,
+    max_pixels: int,
+) -> Iterator[DecodedBatch]:
+    """Decode ``[start_s, end_s)`` of a video and yield each profile's batches as they fill.
+
+    Seeks to the key frame before the segment (minus the longest context), so memory is one
+    batch per profile whatever the video's length. Raises :class:`MediaError` on a decode error.
+    """
+    try:
+        container = av.open(str(path))
+    except av.error.FFmpegError as exc:
+        raise MediaError(ErrorCode.unsupported_media, f"cannot open the video: {exc}") from exc
+    with container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        native_fps = float(stream.average_rate or stream.guessed_rate or 25.0)
+        start_pts = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
+        samplers = [ProfileSampler(p, native_fps, start_s) for p in profiles]
+        longest_context = max((s.context_len / s.rate for s in samplers), default=0.0)
+        seek_to = start_s - longest_context - 1.0 / native_fps
+        if seek_to > 0:
+            container.seek(int((seek_to + start_pts) / stream.time_base), stream=stream)
+        sizes: dict[int, tuple[int, int]] = {}
+        try:
+            for frame in container.decode(stream):
+                if frame.width * frame.height > max_pixels:
+                    raise MediaError(ErrorCode.unsupported_media, "frame exceeds the pixel limit")
+                t = (frame.time or 0.0) - start_pts
+                if end_s is not None and t >= end_s - 1e-6:
+                    break
+                index = round(t * native_fps)
+                before_start = t < start_s - 1e-6
+                for sampler in samplers:
+                    if before_start and not sampler.context_len:
+                        continue
+                    if not before_start and not sampler.wants(t):
+                        continue
+                    size = sizes.setdefault(
+                        sampler.profile.max_side,
+                        scaled_size(frame.width, frame.height, sampler.profile.max_side),
+                    )
+                    image = frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
+                    if before_start:
+                        sampler.remember_before_start(index, t, image)
+                    elif (batch := sampler.add(index, t, image)) is not None:
+                        yield batch
+        except av.error.FFmpegError as exc:
+            raise MediaError(ErrorCode.corrupt_media, f"decoding failed: {exc}") from exc
+        for sampler in samplers:
+            if (batch := sampler.flush()) is not None:
+                yield batch
+
+
+def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
+    """Decode an image to RGB; raise :class:`MediaError` for anything that is not one."""
+    if not data:
+        raise MediaError(ErrorCode.unsupported_media, "the image is empty")
+    array = np.frombuffer(data, dtype=np.uint8)
+    # Read the header first so a decompression bomb is refused before it is decoded.
+    header = cv2.imdecode(array, cv2.IMREAD_REDUCED_GRAYSCALE_8)
+    if header is None:
+        raise MediaError(ErrorCode.unsupported_media, "not a decodable image")
+    if header.shape[0] * header.shape[1] * 64 > max_pixels:
+        raise MediaError(ErrorCode.unsupported_media, "the image exceeds the pixel limit")
+    image = cv2.imdecode(array, cv2.IMREAD_COLOR)
+    if image is None:
+        raise MediaError(ErrorCode.corrupt_media, "the image data is corrupt")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def resize_to(image: np.ndarray, max_side: int) -> np.ndarray:
+    h, w = image.shape[:2]
+    nw, nh = scaled_size(w, h, max_side)
+    if (nw, nh) == (w, h):
+        return image
+    return cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA)

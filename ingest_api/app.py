@@ -1,0 +1,305 @@
+"""The REST API of ``API.md``: uploads go to the blob store and the ingest topic; status comes
+from the status topic. It never analyses anything itself, so it stays responsive under load."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import statistics
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from aiokafka import AIOKafkaProducer
+from fastapi import FastAPI, Header, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException
+
+from framewise import topics
+from framewise.blobstore import BlobStore
+from framewise.config import Settings, get_settings
+from framewise.kafka import ensure_topics, to_bytes
+from framewise.media import MediaError, probe_video
+from ingest_api.problems import (
+    BodySizeLimit,
+    ProblemError,
+    http_exception_handler,
+    problem_error_handler,
+    problem_responses,
+    validation_exception_handler,
+)
+from ingest_api.status_view import StatusView
+from schemas.api import (
+    ImageBatchJob,
+    ImageBatchRequest,
+    JobAccepted,
+    JobStatus,
+    LatencyReport,
+    VideoJob,
+    WebhookConfig,
+)
+from schemas.messages import ImageSource, IngestRequest
+from stages.decode.planner import decode_base64_image
+
+VIDEO_TYPES = ("application/octet-stream", "video/")
+MaxProcessingTime = Annotated[
+    int | None,
+    Header(
+        alias="Max-Processing-Time",
+        ge=0,
+        description="seconds; 0: no limit; absent: the server default",
+    ),
+]
+
+
+def new_job_id(kind: Literal["video", "image_batch"]) -> str:
+    return f"{kind}_{secrets.token_urlsafe(16)}"  # 128 random bits, URL-safe
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    blobs = BlobStore(settings.data_dir)
+    view = StatusView(settings)
+    producer_box: dict[str, AIOKafkaProducer] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await ensure_topics(settings)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=settings.bootstrap,
+            max_request_size=settings.max_message_bytes,
+            acks="all",
+            enable_idempotence=False,
+        )
+        await producer.start()
+        producer_box["p"] = producer
+        await view.start()
+        try:
+            yield
+        finally:
+            await view.stop()
+            await producer.stop()
+
+    app = FastAPI(
+        title="Framewise",
+        version="1.0.0",
+        description="Public API for asynchronous image and video analysis.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(
+        BodySizeLimit,
+        limits={"/v1/videos": settings.max_upload_bytes},
+        default_limit=settings.max_image_batch_bytes,
+    )
+    app.add_exception_handler(ProblemError, problem_error_handler)
+    app.add_exception_handler(HTTPException, http_exception_handler)
+    app.add_exception_handler(RequestValidationError, validation_exception_handler)
+
+    async def publish(job_id: str, queued_body: bytes, request: IngestRequest) -> None:
+        producer = producer_box["p"]
+        key = job_id.encode()
+        view.apply(job_id, queued_body)
+        await producer.send_and_wait(topics.JOB_STATUS.name, queued_body, key=key)
+        await producer.send_and_wait(topics.INGEST.name, to_bytes(request), key=key)
+
+    def limit_of(header: int | None) -> int:
+        return settings.default_max_processing_time_s if header is None else header
+
+    @app.post(
+        "/v1/videos",
+        status_code=202,
+        response_model=JobAccepted,
+        responses=problem_responses(400, 413, 415),
+        summary="Submit a video for analysis",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                    "video/*": {"schema": {"type": "string", "format": "binary"}},
+                },
+            }
+        },
+    )
+    async def submit_video(
+        request: Request,
+        response: Response,
+        max_processing_time: MaxProcessingTime = None,
+        webhook_url: Annotated[str | None, Query(alias="webhook.url")] = None,
+        webhook_secret: Annotated[str | None, Query(alias="webhook.secret")] = None,
+    ) -> JobAccepted:
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if not content_type.startswith(VIDEO_TYPES):
+            raise ProblemError(
+                415,
+                "Unsupported Media Type",
+                "send the video as application/octet-stream or video/*",
+            )
+        webhook = _webhook(webhook_url, webhook_secret)
+        job_id = new_job_id("video")
+        key = f"uploads/{job_id}/video"
+        size = 0
+        try:
+            with blobs.open_writer(key) as out:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    out.write(chunk)
+            if size == 0:
+                raise ProblemError(400, "Empty body", "the request body holds no video")
+            # Probed here only to refuse an undecodable upload at once (415).
+            await asyncio.to_thread(probe_video, blobs.path(key), settings.max_pixels)
+        except MediaError as exc:
+            blobs.delete_prefix(f"uploads/{job_id}")
+            raise ProblemError(415, "Unsupported Media Type", exc.message) from exc
+        except BaseException:
+            blobs.delete_prefix(f"uploads/{job_id}")
+            raise
+        now = datetime.now(UTC)
+        queued = VideoJob(
+            job_id=job_id, status=JobStatus.queued, created_at=now, updated_at=now, progress=0.0
+        )
+        ingest = IngestRequest(
+            job_id=job_id,
+            media_type="video",
+            video_blob_key=key,
+            webhook=webhook,
+            max_processing_time_s=limit_of(max_processing_time),
+            submitted_at=now,
+        )
+        await publish(job_id, to_bytes(queued), ingest)
+        response.headers["Location"] = f"/v1/videos/{job_id}"
+        return JobAccepted(job_id=job_id)
+
+    @app.post(
+        "/v1/images",
+        status_code=202,
+        response_model=JobAccepted,
+        responses=problem_responses(400, 413, 422),
+        summary="Submit a batch of base64 images for analysis",
+    )
+    async def submit_images(
+        body: ImageBatchRequest, response: Response, max_processing_time: MaxProcessingTime = None
+    ) -> JobAccepted:
+        if len(body.images) > settings.max_images_per_batch:
+            raise ProblemError(
+                413, "Too many images", f"at most {settings.max_images_per_batch} images per batch"
+            )
+        seen: set[str] = set()
+        decoded: list[bytes] = []
+        for i, image in enumerate(body.images):
+            if image.external_id in seen:
+                raise ProblemError(
+                    400,
+                    "Duplicate external_id",
+                    f"images[{i}].external_id {image.external_id!r} is repeated",
+                    errors=[
+                        {
+                            "loc": ["body", "images", i, "external_id"],
+                            "msg": "duplicate external_id",
+                        }
+                    ],
+                )
+            seen.add(image.external_id)
+            try:
+                decoded.append(decode_base64_image(image.data_base64))
+            except ValueError as exc:
+                raise ProblemError(
+                    400,
+                    "Invalid image data",
+                    f"images[{i}] (external_id {image.external_id!r}): {exc}",
+                    errors=[{"loc": ["body", "images", i, "data_base64"], "msg": str(exc)}],
+                ) from exc
+        job_id = new_job_id("image_batch")
+        sources = []
+        for i, (image, data) in enumerate(zip(body.images, decoded, strict=True)):
+            key = f"uploads/{job_id}/{i:05d}"
+            await asyncio.to_thread(blobs.put_bytes, key, data)
+            sources.append(ImageSource(external_id=image.external_id, blob_key=key))
+        now = datetime.now(UTC)
+        queued = ImageBatchJob(
+            job_id=job_id,
+            status=JobStatus.queued,
+            created_at=now,
+            updated_at=now,
+            progress=0.0,
+            items=[{"external_id": s.external_id, "status": JobStatus.queued} for s in sources],
+        )
+        ingest = IngestRequest(
+            job_id=job_id,
+            media_type="image",
+            images=sources,
+            webhook=body.webhook,
+            max_processing_time_s=limit_of(max_processing_time),
+            submitted_at=now,
+        )
+        await publish(job_id, to_bytes(queued), ingest)
+        response.headers["Location"] = f"/v1/images/{job_id}"
+        return JobAccepted(job_id=job_id)
+
+    async def job_response(job_id: str, prefix: str) -> Response:
+        body = view.jobs.get(job_id) if job_id.startswith(prefix) else None
+        if body is None and job_id.startswith(prefix):
+            await view.caught_up()
+            body = view.jobs.get(job_id)
+        if body is None:
+            raise ProblemError(404, "Not Found", f"no job {job_id!r}")
+        return Response(content=body, media_type="application/json")
+
+    @app.get(
+        "/v1/videos/{job_id}",
+        response_model=VideoJob,
+        response_model_exclude_none=True,
+        responses=problem_responses(404),
+        summary="Status and result of a video job",
+    )
+    async def get_video(job_id: str) -> Response:
+        return await job_response(job_id, "video_")
+
+    @app.get(
+        "/v1/images/{job_id}",
+        response_model=ImageBatchJob,
+        response_model_exclude_none=True,
+        responses=problem_responses(404),
+        summary="Status and per-item results of an image batch",
+    )
+    async def get_images(job_id: str) -> Response:
+        return await job_response(job_id, "image_batch_")
+
+    @app.get(
+        "/v1/latency",
+        response_model=LatencyReport,
+        responses=problem_responses(400),
+        summary="Observed processing time per media unit over recent finished jobs",
+    )
+    async def latency(media_type: Literal["video", "image"]) -> LatencyReport:
+        samples = view.latency[media_type]
+        return LatencyReport(
+            media_type=media_type,
+            unit="second" if media_type == "video" else "image",
+            latency_ms_per_unit=round(statistics.fmean(samples), 3) if samples else None,
+            samples=len(samples),
+        )
+
+    @app.get("/healthz", include_in_schema=False)
+    async def health() -> dict:
+        return {"status": "ok", "jobs_known": len(view.jobs)}
+
+    return app
+
+
+def _webhook(url: str | None, secret: str | None) -> WebhookConfig | None:
+    if url is None:
+        if secret is not None:
+            raise ProblemError(400, "Bad Request", "webhook.secret requires webhook.url")
+        return None
+    try:
+        return WebhookConfig(url=url, secret=secret)
+    except ValidationError as exc:
+        raise ProblemError(
+            400, "Bad Request", f"invalid webhook: {exc.errors()[0]['msg']}", errors=_errors(exc)
+        ) from exc
+
+
+def _errors(exc: ValidationError) -> list[dict]:
+    return [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]

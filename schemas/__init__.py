@@ -1,0 +1,1 @@
+"""One definition of every body: REST (``schemas.api``) and Kafka (``schemas.messages``)."""

@@ -1,0 +1,197 @@
+"""The aggregator's decisions, without Kafka: when a job is complete and what its body is.
+
+The Faust agent (``stages.aggregator.agent``) keeps :class:`JobState` and batch payloads in tables
+and calls these functions; they know stages only through the registry, so a new stage needs no
+change here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from framewise.config import Settings
+from framewise.media import analysed_rate
+from schemas.api import (
+    ErrorCode,
+    ImageBatchJob,
+    ImageItem,
+    ImageResult,
+    JobError,
+    JobStatus,
+    VideoJob,
+    VideoResult,
+    WebhookStatus,
+)
+from schemas.messages import JobFailed, JobPlanned, JobState, SegmentDecoded, SegmentState
+from stages.registry import VideoContext, stages
+
+Payloads = Mapping[str, list[tuple[int, int, dict[str, Any]]]]  # stage -> (segment, batch, payload)
+
+
+def state_from_plan(planned: JobPlanned) -> JobState:
+    return JobState(
+        job_id=planned.job_id,
+        media_type=planned.media_type,
+        stages=planned.stages,
+        n_segments=planned.n_segments,
+        external_ids=planned.external_ids,
+        probe=planned.probe,
+        webhook=planned.webhook,
+        deadline=planned.deadline,
+        submitted_at=planned.submitted_at,
+        done={name: 0 for name in planned.stages},
+    )
+
+
+def state_from_failure(failed: JobFailed) -> JobState:
+    """A job that failed before it was planned (its media could not be read)."""
+    return JobState(
+        job_id=failed.job_id,
+        media_type=failed.media_type
+        or ("video" if failed.job_id.startswith("video_") else "image"),
+        webhook=failed.webhook,
+        submitted_at=failed.submitted_at or datetime.now(UTC),
+        error=failed.error,
+    )
+
+
+def expected_batches(state: JobState, stage: str) -> int | None:
+    """Batches the stage must report, or ``None`` while segments are still being decoded."""
+    if len(state.segments) < state.n_segments:
+        return None
+    profile = stages()[stage].profile
+    return sum(s.batches.get(profile, 0) for s in state.segments.values() if s.error is None)
+
+
+def record_segment(state: JobState, decoded: SegmentDecoded) -> bool:
+    """Record a decoded segment; False if it was already recorded (a redelivery)."""
+    key = str(decoded.segment_index)
+    if key in state.segments:
+        return False
+    state.segments[key] = SegmentState(
+        batches=decoded.batches, frames=decoded.frames, error=decoded.error
+    )
+    if decoded.error is not None and state.media_type == "video":
+        state.error = decoded.error  # a video with an undecodable segment fails as a whole
+    return True
+
+
+def is_complete(state: JobState) -> bool:
+    if state.error is not None:
+        return True
+    return (
+        all(expected_batches(state, s) == state.done.get(s, 0) for s in state.stages)
+        and len(state.segments) >= state.n_segments
+    )
+
+
+def progress(state: JobState) -> float:
+    if not state.n_segments:
+        return 0.0
+    decoded = len(state.segments) / state.n_segments
+    ratios = []
+    for stage in state.stages:
+        expected = expected_batches(state, stage)
+        if expected is None:  # not all segments decoded: count what is known so far
+            profile = stages()[stage].profile
+            expected = sum(s.batches.get(profile, 0) for s in state.segments.values()) or 1
+        ratios.append(min(1.0, state.done.get(stage, 0) / max(1, expected)))
+    analysed = sum(ratios) / len(ratios) if ratios else 1.0
+    return round(min(0.99, decoded * (0.3 + 0.7 * analysed)), 3)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _video_result(state: JobState, payloads: Payloads, settings: Settings) -> VideoResult:
+    probe = state.probe
+    assert probe is not None
+    profile_fps = settings.motion_fps if "scene" in state.stages else settings.detail_fps
+    rate = analysed_rate(profile_fps, probe.fps)
+    fields: dict[str, Any] = VideoResult().model_dump()
+    for name, spec in stages().items():
+        if name not in state.stages or spec.finalize_video is None:
+            continue
+        ordered = [p for _, _, p in sorted(payloads.get(name, []), key=lambda x: x[:2])]
+        fields.update(spec.finalize_video(VideoContext(probe, rate, ordered, fields), settings))
+    fields["metadata"] = {
+        "duration_seconds": probe.duration_seconds,
+        "fps": probe.fps,
+        "width": probe.width,
+        "height": probe.height,
+        "analysed_fps": rate,
+        "frame_activity_interval_seconds": 1.0 / rate if rate else 0.0,
+    }
+    return VideoResult.model_validate(fields)
+
+
+def _image_items(state: JobState, payloads: Payloads, settings: Settings) -> list[ImageItem]:
+    by_item: dict[str, dict[int, dict]] = {
+        name: {seg: p for seg, _, p in entries} for name, entries in payloads.items()
+    }
+    items = []
+    for i, external_id in enumerate(state.external_ids):
+        segment = state.segments.get(str(i))
+        if segment is not None and segment.error is not None:
+            items.append(
+                ImageItem(external_id=external_id, status=JobStatus.failed, error=segment.error)
+            )
+            continue
+        fields: dict[str, Any] = ImageResult().model_dump()
+        for name, spec in stages().items():
+            payload = by_item.get(name, {}).get(i)
+            if name in state.stages and spec.finalize_image is not None and payload is not None:
+                fields.update(spec.finalize_image(payload, settings))
+        items.append(
+            ImageItem(
+                external_id=external_id,
+                status=JobStatus.finished,
+                result=ImageResult.model_validate(fields),
+            )
+        )
+    return items
+
+
+def job_body(
+    state: JobState, payloads: Payloads | None, settings: Settings, status: JobStatus
+) -> VideoJob | ImageBatchJob:
+    """The public body of a job: with results when ``status`` is finished."""
+    common: dict[str, Any] = dict(
+        job_id=state.job_id,
+        status=status,
+        error=state.error if status == JobStatus.failed else None,
+        created_at=state.submitted_at,
+        updated_at=_now(),
+        progress=1.0 if status.terminal else state.progress,
+        webhook=state.webhook_status,
+    )
+    if state.media_type == "video":
+        result = None
+        if status == JobStatus.finished:
+            result = _video_result(state, payloads or {}, settings)
+        return VideoJob(result=result, **common)
+    items: list[ImageItem] = []
+    if status == JobStatus.finished:
+        items = _image_items(state, payloads or {}, settings)
+    elif status != JobStatus.failed:
+        items = [ImageItem(external_id=e, status=status) for e in state.external_ids]
+    return ImageBatchJob(items=items, **common)
+
+
+def timeout_error() -> JobError:
+    return JobError(
+        code=ErrorCode.processing_timeout,
+        message="the job exceeded its Max-Processing-Time and was cancelled",
+    )
+
+
+def with_webhook_status(body_json: bytes, status: WebhookStatus) -> bytes:
+    """The final body again, with the webhook delivery outcome filled in."""
+    body = json.loads(body_json)
+    body["webhook"] = status.model_dump(exclude_none=True)
+    body["updated_at"] = _now().isoformat()
+    return json.dumps(body).encode()

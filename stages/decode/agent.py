@@ -1,0 +1,153 @@
+"""The decode worker: plans ingested jobs and decodes their segments into frame batches.
+
+Two agents in one consumer group (``framewise-decode``): ``plan`` reads the public ingest topic,
+``decode`` reads decode tasks. A long video is split into segments keyed separately, so several
+decode workers (and behind them several workers of each stage) work on one video at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+
+import faust
+from pydantic import ValidationError
+
+from framewise import topics
+from framewise.blobstore import BlobStore
+from framewise.config import Settings
+from framewise.kafka import dead_letter, in_thread, make_app, to_bytes, topic
+from framewise.media import DecodedBatch, MediaError, decode_image, decode_video_segment, resize_to
+from schemas.api import ErrorCode, JobError
+from schemas.messages import DecodeTask, FrameBatch, IngestRequest, JobFailed, SegmentDecoded
+from stages.decode.planner import plan
+from stages.profiles import profiles
+
+log = logging.getLogger(__name__)
+
+
+def frames_key(task: DecodeTask, profile: str, batch_index: int) -> str:
+    return f"frames/{task.job_id}/{profile}/{task.segment_index:05d}-{batch_index:05d}.npy"
+
+
+def build_decode_app(settings: Settings) -> faust.App:
+    app = make_app("decode", settings)
+    ingest = topic(app, topics.INGEST)
+    decode_tasks = topic(app, topics.DECODE_TASKS)
+    job_events = topic(app, topics.JOB_EVENTS)
+    frames_topics = {p: topic(app, topics.frames_topic(p)) for p in topics.PROFILES}
+    blobs = BlobStore(settings.data_dir)
+    all_profiles = profiles(settings)
+
+    @app.agent(ingest, name="framewise.plan")
+    async def plan_jobs(stream):
+        async for event in stream.events():
+            try:
+                request = IngestRequest.model_validate_json(event.value)
+            except ValidationError as exc:
+                await dead_letter(app, topics.INGEST, event, f"invalid IngestRequest: {exc}")
+                continue
+            key = request.job_id.encode()
+            try:
+                planned, tasks, failed = await in_thread(plan, request, blobs, settings)
+            except MediaError as exc:
+                failure = JobFailed(
+                    job_id=request.job_id,
+                    error=JobError(code=exc.code, message=exc.message),
+                    media_type=request.media_type,
+                    webhook=request.webhook,
+                    submitted_at=request.submitted_at,
+                )
+                await job_events.send(key=key, value=to_bytes(failure))
+                continue
+            # The plan goes first: the aggregator must know a job before its results arrive.
+            await job_events.send(key=key, value=to_bytes(planned))
+            for item in failed:
+                await job_events.send(key=key, value=to_bytes(item))
+            for task in tasks:
+                await decode_tasks.send(
+                    key=f"{task.job_id}:{task.segment_index}".encode(), value=to_bytes(task)
+                )
+
+    async def publish(task: DecodeTask, batch: DecodedBatch) -> None:
+        blob_key = frames_key(task, batch.profile, batch.batch_index)
+        await in_thread(blobs.put_array, blob_key, batch.frames)
+        message = FrameBatch(
+            job_id=task.job_id,
+            media_type=task.media_type,
+            profile=batch.profile,
+            segment_index=task.segment_index,
+            batch_index=batch.batch_index,
+            blob_key=blob_key,
+            context_frames=batch.context_frames,
+            frame_indices=batch.frame_indices,
+            timestamps=batch.timestamps,
+            fps=batch.rate,
+            stages=task.stages,
+            deadline=task.deadline,
+        )
+        key = f"{task.job_id}:{task.segment_index}:{batch.batch_index}".encode()
+        await frames_topics[batch.profile].send(key=key, value=to_bytes(message))
+
+    async def decode_video(task: DecodeTask, counts: Counter) -> int:
+        selected = [all_profiles[p] for p in task.profiles]
+        batches = decode_video_segment(
+            blobs.path(task.blob_key), selected, task.start_s, task.end_s, settings.max_pixels
+        )
+        frames = 0
+        try:
+            while (batch := await in_thread(next, batches, None)) is not None:
+                if task.deadline is not None and time.time() > task.deadline:
+                    log.info("decode: %s passed its deadline, stopping", task.job_id)
+                    break
+                await publish(task, batch)
+                counts[batch.profile] += 1
+                frames += len(batch.timestamps) - batch.context_frames
+        finally:
+            batches.close()
+        return frames
+
+    async def decode_one_image(task: DecodeTask, counts: Counter) -> int:
+        data = await in_thread(blobs.get_bytes, task.blob_key)
+        image = await in_thread(decode_image, data, settings.max_pixels)
+        for name in task.profiles:
+            resized = await in_thread(resize_to, image, all_profiles[name].max_side)
+            await publish(task, DecodedBatch(name, 0, resized[None], 0, [0], [0.0], rate=0.0))
+            counts[name] += 1
+        return 1
+
+    @app.agent(decode_tasks, name="framewise.decode")
+    async def decode(stream):
+        async for event in stream.events():
+            try:
+                task = DecodeTask.model_validate_json(event.value)
+            except ValidationError as exc:
+                await dead_letter(app, topics.DECODE_TASKS, event, f"invalid DecodeTask: {exc}")
+                continue
+            if task.deadline is not None and time.time() > task.deadline:
+                continue  # the aggregator fails the job at its deadline
+            counts: Counter = Counter()
+            error = None
+            frames = 0
+            try:
+                if task.media_type == "video":
+                    frames = await decode_video(task, counts)
+                else:
+                    frames = await decode_one_image(task, counts)
+            except MediaError as exc:
+                error = JobError(code=exc.code, message=exc.message)
+            except FileNotFoundError:
+                error = JobError(
+                    code=ErrorCode.unsupported_media, message="the media is no longer stored"
+                )
+            done = SegmentDecoded(
+                job_id=task.job_id,
+                segment_index=task.segment_index,
+                batches=dict(counts),
+                frames=frames,
+                error=error,
+            )
+            await job_events.send(key=task.job_id.encode(), value=to_bytes(done))
+
+    return app

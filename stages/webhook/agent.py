@@ -1,0 +1,66 @@
+"""The webhook worker: delivers final bodies, reports the outcome, dead-letters exhausted ones."""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+from pydantic import ValidationError
+
+from framewise import topics
+from framewise.config import Settings
+from framewise.kafka import dead_letter, make_app, to_bytes, topic
+from schemas.messages import WebhookDelivery, WebhookOutcome
+from stages.webhook.delivery import WebhookSender
+
+log = logging.getLogger(__name__)
+
+
+def build_webhook_app(settings: Settings) -> faust.App:
+    app = make_app("webhook", settings)
+    source = topic(app, topics.WEBHOOKS)
+    job_events = topic(app, topics.JOB_EVENTS)
+    sender = WebhookSender(
+        allow_private=settings.webhook_allow_private,
+        max_attempts=settings.webhook_max_attempts,
+        backoff_s=settings.webhook_backoff_s,
+        backoff_max_s=settings.webhook_backoff_max_s,
+        timeout_s=settings.webhook_timeout_s,
+    )
+
+    # Several deliveries at once, so one slow receiver does not hold back the others.
+    @app.agent(source, name="framewise.webhook", concurrency=8)
+    async def deliver(stream):
+        async for event in stream.events():
+            try:
+                delivery = WebhookDelivery.model_validate_json(event.value)
+            except ValidationError as exc:
+                await dead_letter(app, topics.WEBHOOKS, event, f"invalid WebhookDelivery: {exc}")
+                continue
+            result = await sender.deliver(
+                delivery.url, delivery.delivery_id, delivery.body.encode(), delivery.secret
+            )
+            log.info(
+                "webhook %s: delivered=%s attempts=%d",
+                delivery.delivery_id,
+                result.delivered,
+                result.attempts,
+            )
+            if not result.delivered:
+                await dead_letter(
+                    app,
+                    topics.WEBHOOKS,
+                    event,
+                    f"webhook undeliverable after {result.attempts} attempts: {result.last_error}",
+                    value=to_bytes(delivery.model_copy(update={"secret": None})),
+                )
+            outcome = WebhookOutcome(
+                job_id=delivery.job_id,
+                delivery_id=delivery.delivery_id,
+                delivered=result.delivered,
+                attempts=result.attempts,
+                last_error=result.last_error,
+            )
+            await job_events.send(key=delivery.job_id.encode(), value=to_bytes(outcome))
+
+    return app

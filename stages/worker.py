@@ -1,0 +1,70 @@
+"""The thin Faust agent every analysis stage runs: frame batch in, ``BatchResult`` out.
+
+The stage's own code (its :class:`~stages.registry.BatchAnalyzer`) never sees Kafka; this agent
+validates the message, drops work of cancelled jobs, runs the analyzer off the event loop and
+dead-letters what it cannot process, so one bad message never stops the consumer.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import faust
+from pydantic import ValidationError
+
+from framewise import topics
+from framewise.blobstore import BlobStore
+from framewise.config import Settings
+from framewise.kafka import dead_letter, in_thread, make_app, to_bytes, topic
+from schemas.api import ErrorCode, JobError
+from schemas.messages import BatchResult, FrameBatch
+from stages.registry import StageSpec
+
+log = logging.getLogger(__name__)
+
+
+def build_stage_app(spec: StageSpec, settings: Settings) -> faust.App:
+    app = make_app(spec.name, settings)
+    source_spec = topics.frames_topic(spec.profile)
+    source = topic(app, source_spec)
+    job_events = topic(app, topics.JOB_EVENTS)
+    blobs = BlobStore(settings.data_dir)
+    analyzer = spec.make_analyzer(settings)
+
+    @app.agent(source, name=f"framewise.{spec.name}")
+    async def analyse(stream):
+        async for event in stream.events():
+            try:
+                batch = FrameBatch.model_validate_json(event.value)
+            except ValidationError as exc:
+                await dead_letter(app, source_spec, event, f"invalid FrameBatch: {exc}")
+                continue
+            if spec.name not in batch.stages:
+                continue
+            if batch.deadline is not None and time.time() > batch.deadline:
+                log.info("%s: dropping a batch of %s, past its deadline", spec.name, batch.job_id)
+                continue
+            error = None
+            payload: dict = {}
+            try:
+                frames = await in_thread(blobs.get_array, batch.blob_key)
+                payload = await in_thread(analyzer.analyze, frames, batch)
+            except FileNotFoundError:
+                log.info("%s: frames of %s are gone (job ended); skipping", spec.name, batch.job_id)
+                continue
+            except Exception as exc:
+                log.exception("%s failed on %s", spec.name, batch.blob_key)
+                error = JobError(code=ErrorCode.internal, message=f"{spec.name} stage: {exc}")
+                await dead_letter(app, source_spec, event, f"{spec.name} stage failed: {exc!r}")
+            result = BatchResult(
+                job_id=batch.job_id,
+                stage=spec.name,
+                segment_index=batch.segment_index,
+                batch_index=batch.batch_index,
+                payload=payload,
+                error=error,
+            )
+            await job_events.send(key=batch.job_id.encode(), value=to_bytes(result))
+
+    return app
