@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
+import tempfile
 from typing import Any
 
 import faust
@@ -68,7 +68,8 @@ def make_app(role: str, settings: Settings) -> faust.App:
     """A Faust app for one worker role; its id is the consumer group, so each role scales
     by starting more processes of it and different roles each see every message."""
     fast = settings.fast_group_timeouts
-    datadir = settings.data_dir / "faust" / f"{role}-{os.getpid()}"
+    # Tables live in memory (recovered from changelogs), so Faust's own directory is scratch.
+    datadir = tempfile.mkdtemp(prefix=f"framewise-{role}-")
     extra: dict[str, Any] = {}
     if fast:
         extra.update(
@@ -85,7 +86,7 @@ def make_app(role: str, settings: Settings) -> faust.App:
         store="memory://",
         web_enabled=False,
         autodiscover=False,
-        datadir=str(datadir),
+        datadir=datadir,
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         topic_allow_declare=True,

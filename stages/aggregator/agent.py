@@ -58,16 +58,12 @@ def build_aggregator_app(settings: Settings) -> faust.App:
         "jobs",
         default=None,
         partitions=settings.partitions,
-        key_serializer="json",
-        value_serializer="json",
         extra_topic_configs=changelog,
     )
     batches = app.Table(
         "batches",
         default=None,
         partitions=settings.partitions,
-        key_serializer="json",
-        value_serializer="json",
         extra_topic_configs=changelog,
     )
     last_status: dict[str, float] = {}
