@@ -11,7 +11,7 @@ decision, which needs the whole timeline, runs once on compact per-frame numbers
 
    * **hard cut**: ``activity`` above an absolute floor *and* several times the activity of
      its neighbours (so camera motion, which raises every neighbour, does not count), unless
-     the picture ``FLASH_SPAN`` frames later is back to what it was before the spike (a flash);
+     the picture ``FLASH_SPAN`` frames apart is the same on both sides of the spike (a flash);
    * **fade to/from black**: where a run of black frames (``luma`` under a level) starts or ends;
    * **dissolve**: a sustained rise of ``drift`` (colour content changing over half a second)
      that no cut or fade explains; the boundary is the middle of the rise. A pan keeps the
@@ -141,9 +141,13 @@ class ShotDetector:
             neighbours = neighbours[~np.isnan(neighbours)]
             if neighbours.size and a < self.cut_neighbour_ratio * neighbours.mean():
                 continue
+            # A flash: the picture FLASH_SPAN frames after the spike is back to the one before
+            # it (the flash's start), or this frame is back to one FLASH_SPAN before (its end).
             after = i - 1 + FLASH_SPAN  # flash_gap[after] compares frame i-1+SPAN with i-1
-            if after < n and flash_gap[after] < self.flash_return_ratio * a:
-                continue  # the picture came back: a flash, not a cut
+            returns_later = after < n and flash_gap[after] < self.flash_return_ratio * a
+            returned_now = flash_gap[i] < self.flash_return_ratio * a
+            if returns_later or returned_now:
+                continue
             cuts.append(Boundary(i, "cut"))
         return cuts
 

@@ -1,0 +1,190 @@
+"""Fixtures: real media from ``FRAMEWISE_TEST_MEDIA`` (default ``../shared/media``), and a real
+pipeline: the embedded Kafka-protocol broker, every worker and the API as separate processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import httpx
+import numpy as np
+import pytest
+
+from framewise.broker import free_port, start_embedded_broker, wait_for_port
+
+ROOT = Path(__file__).resolve().parents[1]
+MEDIA = Path(os.environ.get("FRAMEWISE_TEST_MEDIA", ROOT.parent / "shared" / "media"))
+
+
+@pytest.fixture(scope="session")
+def media() -> Path:
+    if not (MEDIA / "video" / "testvideo.mp4").is_file():
+        pytest.skip(f"test media not found at {MEDIA} (set FRAMEWISE_TEST_MEDIA)")
+    return MEDIA
+
+
+@pytest.fixture(scope="session")
+def test_video(media: Path) -> Path:
+    return media / "video" / "testvideo.mp4"
+
+
+def write_cut_video(path: Path, seconds: int, shot_seconds: int, size=(160, 120), fps=30) -> None:
+    """A synthetic video with a hard cut every ``shot_seconds``: textured shots of distinct
+    colours that drift slowly (so frames are not identical)."""
+    rng = np.random.default_rng(7)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.bit_rate = 400_000
+        shots = seconds // shot_seconds
+        textures = [
+            (rng.integers(0, 255, (size[1] // 8, size[0] // 8, 3)).repeat(8, 0).repeat(8, 1))
+            for _ in range(shots)
+        ]
+        for i in range(seconds * fps):
+            shot = i // (shot_seconds * fps)
+            image = np.roll(textures[shot], i % size[0], axis=1).astype(np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+
+@pytest.fixture(scope="session")
+def long_video(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("media") / "cuts_120s.mp4"
+    write_cut_video(path, seconds=120, shot_seconds=10)
+    return path
+
+
+@dataclass
+class Pipeline:
+    """A running framewise: broker, workers and API, each a real process."""
+
+    env: dict[str, str]
+    url: str
+    bootstrap: str
+    data_dir: Path
+    log_dir: Path
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def start(self, role: str) -> None:
+        command = [
+            sys.executable,
+            "-m",
+            "framewise.cli",
+            *(["api"] if role == "api" else ["worker", role]),
+        ]
+        log = (self.log_dir / f"{role}.log").open("ab")
+        self.processes[role] = subprocess.Popen(
+            command, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+        )
+
+    def kill(self, role: str) -> None:
+        proc = self.processes.pop(role)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+
+    def stop_all(self) -> None:
+        for proc in self.processes.values():
+            proc.terminate()
+        for proc in self.processes.values():
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30)
+
+    def wait_job(self, location: str, timeout: float = 90.0, until=("finished", "failed")) -> dict:
+        deadline = time.monotonic() + timeout
+        with self.client() as client:
+            while time.monotonic() < deadline:
+                response = client.get(location)
+                if response.status_code == 200 and response.json()["status"] in until:
+                    return response.json()
+                time.sleep(0.2)
+        raise AssertionError(
+            f"{location} did not reach {until} in {timeout}s; logs in {self.log_dir}"
+        )
+
+    def logs(self, role: str) -> str:
+        return (self.log_dir / f"{role}.log").read_text(errors="replace")
+
+
+ROLES = ("decode", "scene", "aggregator", "webhook")
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory) -> Iterator[Pipeline]:
+    base = tmp_path_factory.mktemp("pipeline")
+    port, api_port = free_port(), free_port()
+    broker = start_embedded_broker(port, str(base / "broker.log"))
+    env = dict(os.environ)
+    env.update(
+        FRAMEWISE_KAFKA_BOOTSTRAP=f"127.0.0.1:{port}",
+        FRAMEWISE_CHANGELOG_COMPACTION="false",  # Tansu: see docs/operations.md
+        FRAMEWISE_FAST_GROUP_TIMEOUTS="true",
+        FRAMEWISE_PARTITIONS="4",
+        FRAMEWISE_DATA_DIR=str(base / "data"),
+        FRAMEWISE_API_PORT=str(api_port),
+        FRAMEWISE_MAX_UPLOAD_BYTES=str(8 * 1024 * 1024),
+        FRAMEWISE_MAX_IMAGE_BATCH_BYTES=str(4 * 1024 * 1024),
+        FRAMEWISE_SEGMENT_SECONDS="20",
+        FRAMEWISE_WEBHOOK_ALLOW_PRIVATE="true",
+        FRAMEWISE_WEBHOOK_BACKOFF_S="0.2",
+        FRAMEWISE_WEBHOOK_MAX_ATTEMPTS="3",
+        FRAMEWISE_DEADLINE_CHECK_INTERVAL_S="0.2",
+        FRAMEWISE_LOG_LEVEL="info",
+    )
+    running = Pipeline(
+        env=env,
+        url=f"http://127.0.0.1:{api_port}",
+        bootstrap=env["FRAMEWISE_KAFKA_BOOTSTRAP"],
+        data_dir=base / "data",
+        log_dir=base,
+    )
+    subprocess.run([sys.executable, "-m", "framewise.cli", "topics"], env=env, check=True, cwd=ROOT)
+    for role in (*ROLES, "api"):
+        running.start(role)
+    try:
+        wait_for_port("127.0.0.1", api_port, timeout=60)
+        yield running
+    finally:
+        running.stop_all()
+        broker.terminate()
+        broker.wait(timeout=10)
+
+
+async def read_topic(bootstrap: str, topic: str, key: bytes | None, timeout: float = 5.0):
+    """Every message of ``topic`` (optionally with ``key``) from the beginning."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    found = []
+    try:
+        end = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < end:
+            batch = await consumer.getmany(timeout_ms=300)
+            for messages in batch.values():
+                found += [m for m in messages if key is None or m.key == key]
+    finally:
+        await consumer.stop()
+    return found
