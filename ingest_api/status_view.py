@@ -104,13 +104,10 @@ class StatusView:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while loop.time() < deadline:
-            if all(await self._position(tp) >= end for tp, end in ends.items()):
+            positions = [await self._consumer.position(tp) for tp in ends]
+            if all(p >= end for p, end in zip(positions, ends.values(), strict=True)):
                 return
             await asyncio.sleep(0.02)
-
-    async def _position(self, tp: TopicPartition) -> int:
-        assert self._consumer is not None
-        return await self._consumer.position(tp)
 
 
 def _latency_sample(body: dict) -> float | None:

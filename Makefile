@@ -1,0 +1,32 @@
+# The two commands of the README: `make up` runs framewise, `make test` runs the tests.
+# Both create .venv and install everything on a fresh machine first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $@
+
+.PHONY: install up test bench gpu schemas
+install: $(VENV)/.installed
+
+up: $(VENV)/.installed
+	$(VENV)/bin/framewise up
+
+test: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest
+
+bench: $(VENV)/.installed
+	$(PY) bench/bench_pipeline.py
+
+schemas: $(VENV)/.installed
+	$(VENV)/bin/framewise schemas --out docs/schemas
+
+# GPU: replace the CPU onnxruntime with onnxruntime-gpu and prove CUDA is really available.
+gpu: $(VENV)/.installed
+	$(PY) -m pip uninstall --yes onnxruntime
+	$(PY) -m pip install --quiet -e ".[gpu,test]"
+	$(PY) -c "import onnxruntime as ort, sys; p = ort.get_available_providers(); print(p); sys.exit('CUDAExecutionProvider' not in p)"

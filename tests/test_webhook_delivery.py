@@ -1,0 +1,106 @@
+"""Webhook delivery against real local HTTP servers: signatures, retries, refused targets."""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import threading
+import time
+
+import pytest
+
+from framewise.broker import free_port
+from stages.webhook.delivery import (
+    TargetRefused,
+    WebhookSender,
+    resolve_target,
+    sign,
+    verify_signature,
+)
+
+
+def sender(allow_private: bool, attempts: int = 3) -> WebhookSender:
+    return WebhookSender(allow_private, attempts, backoff_s=0.05, backoff_max_s=0.2, timeout_s=2)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/hook",
+        "http://localhost/hook",
+        "http://10.1.2.3/",
+        "http://192.168.0.1/",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[::1]/",
+        "http://[fd00:ec2::254]/",
+        "http://0.0.0.0/",
+        "http://[::ffff:127.0.0.1]/",
+    ],
+)
+def test_internal_targets_are_refused(url):
+    with pytest.raises(TargetRefused):
+        resolve_target(url, allow_private=False)
+
+
+def test_refusal_is_final_and_reported():
+    result = asyncio.run(sender(False).deliver("http://127.0.0.1:9/x", "id1", b"{}", None))
+    assert not result.delivered and result.attempts == 1 and "non-public" in result.last_error
+
+
+def test_signature_round_trip_and_tolerance():
+    headers = sign("k", "evt_1", int(time.time()), b'{"a":1}')
+    assert verify_signature("k", headers["X-Webhook-Signature"], b'{"a":1}')
+    assert not verify_signature("k", headers["X-Webhook-Signature"], b'{"a":2}')
+    old = sign("k", "evt_1", int(time.time()) - 3600, b"{}")
+    assert not verify_signature("k", old["X-Webhook-Signature"], b"{}")
+
+
+def serve(handler_cls) -> tuple[http.server.HTTPServer, int]:
+    port = free_port()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler_cls)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, port
+
+
+class Flaky(http.server.BaseHTTPRequestHandler):
+    calls = 0
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        Flaky.calls += 1
+        self.send_response(500 if Flaky.calls < 3 else 200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+class Redirecting(Flaky):
+    def do_POST(self):
+        self.send_response(302)
+        self.send_header("Location", "http://169.254.169.254/")
+        self.end_headers()
+
+
+def test_retries_on_5xx_then_delivers():
+    server, port = serve(Flaky)
+    try:
+        result = asyncio.run(
+            sender(True, attempts=5).deliver(f"http://127.0.0.1:{port}/", "evt", b"{}", "s")
+        )
+    finally:
+        server.shutdown()
+    assert result.delivered and result.attempts == 3
+
+
+def test_gives_up_after_max_attempts_and_never_follows_redirects():
+    server, port = serve(Redirecting)
+    try:
+        result = asyncio.run(sender(True).deliver(f"http://127.0.0.1:{port}/", "e", b"{}", None))
+    finally:
+        server.shutdown()
+    assert not result.delivered and "redirect" in result.last_error
+    unreachable = asyncio.run(
+        sender(True).deliver(f"http://127.0.0.1:{free_port()}/", "e", b"{}", None)
+    )
+    assert not unreachable.delivered and unreachable.attempts == 3
