@@ -6,18 +6,20 @@ import asyncio
 import contextlib
 import logging
 import tempfile
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
 
 import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from framewise import topics
 from framewise.config import Settings
 from schemas.messages import DeadLetter
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def to_bytes(message: BaseModel) -> bytes:
@@ -131,6 +133,18 @@ async def dead_letter(
         )
     except Exception:  # a DLQ failure must not crash the consumer
         log.exception("could not dead-letter a message of %s", spec.name)
+
+
+async def valid_events(
+    app: faust.App, spec: topics.TopicSpec, stream: Any, parse: Callable[[bytes], T], what: str
+) -> AsyncIterator[tuple[Any, T]]:
+    """Each event of ``stream`` with its parsed value; what does not parse is dead-lettered
+    with the validation error, so a malformed message never stops the consumer."""
+    async for event in stream.events():
+        try:
+            yield event, parse(event.value)
+        except ValidationError as exc:
+            await dead_letter(app, spec, event, f"invalid {what}: {exc}")
 
 
 async def in_thread(func, *args):

@@ -11,12 +11,11 @@ import logging
 import time
 
 import faust
-from pydantic import ValidationError
 
 from framewise import topics
 from framewise.blobstore import BlobStore
 from framewise.config import Settings
-from framewise.kafka import dead_letter, in_thread, make_app, to_bytes, topic
+from framewise.kafka import dead_letter, in_thread, make_app, to_bytes, topic, valid_events
 from schemas.api import ErrorCode, JobError
 from schemas.messages import BatchResult, FrameBatch
 from stages.registry import StageSpec
@@ -34,12 +33,8 @@ def build_stage_app(spec: StageSpec, settings: Settings) -> faust.App:
 
     @app.agent(source, name=f"framewise.{spec.name}")
     async def analyse(stream):
-        async for event in stream.events():
-            try:
-                batch = FrameBatch.model_validate_json(event.value)
-            except ValidationError as exc:
-                await dead_letter(app, source_spec, event, f"invalid FrameBatch: {exc}")
-                continue
+        parse = FrameBatch.model_validate_json
+        async for event, batch in valid_events(app, source_spec, stream, parse, "FrameBatch"):
             if spec.name not in batch.stages:
                 continue
             if batch.deadline is not None and time.time() > batch.deadline:

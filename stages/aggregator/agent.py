@@ -15,12 +15,18 @@ import time
 from collections import defaultdict
 
 import faust
-from pydantic import ValidationError
 
 from framewise import topics
 from framewise.blobstore import BlobStore
 from framewise.config import Settings
-from framewise.kafka import dead_letter, make_app, table_topic_configs, to_bytes, topic
+from framewise.kafka import (
+    dead_letter,
+    make_app,
+    table_topic_configs,
+    to_bytes,
+    topic,
+    valid_events,
+)
 from schemas.api import ErrorCode, JobError, JobStatus, WebhookStatus
 from schemas.messages import (
     BatchResult,
@@ -188,12 +194,8 @@ def build_aggregator_app(settings: Settings) -> faust.App:
 
     @app.agent(job_events, name="framewise.aggregate")
     async def aggregate(stream):
-        async for event in stream.events():
-            try:
-                parsed = job_event_adapter.validate_json(event.value)
-            except ValidationError as exc:
-                await dead_letter(app, events_spec, event, f"invalid job event: {exc}")
-                continue
+        parse = job_event_adapter.validate_json
+        async for event, parsed in valid_events(app, events_spec, stream, parse, "job event"):
             try:
                 await handle(parsed)
             except Exception as exc:

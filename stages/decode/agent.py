@@ -12,12 +12,11 @@ import time
 from collections import Counter
 
 import faust
-from pydantic import ValidationError
 
 from framewise import topics
 from framewise.blobstore import BlobStore
 from framewise.config import Settings
-from framewise.kafka import dead_letter, in_thread, make_app, to_bytes, topic
+from framewise.kafka import in_thread, make_app, to_bytes, topic, valid_events
 from framewise.media import DecodedBatch, MediaError, decode_image, decode_video_segment, resize_to
 from schemas.api import ErrorCode, JobError
 from schemas.messages import DecodeTask, FrameBatch, IngestRequest, JobFailed, SegmentDecoded
@@ -42,12 +41,8 @@ def build_decode_app(settings: Settings) -> faust.App:
 
     @app.agent(ingest, name="framewise.plan")
     async def plan_jobs(stream):
-        async for event in stream.events():
-            try:
-                request = IngestRequest.model_validate_json(event.value)
-            except ValidationError as exc:
-                await dead_letter(app, topics.INGEST, event, f"invalid IngestRequest: {exc}")
-                continue
+        parse = IngestRequest.model_validate_json
+        async for _, request in valid_events(app, topics.INGEST, stream, parse, "IngestRequest"):
             key = request.job_id.encode()
             try:
                 planned, tasks, failed = await in_thread(plan, request, blobs, settings)
@@ -119,12 +114,8 @@ def build_decode_app(settings: Settings) -> faust.App:
 
     @app.agent(decode_tasks, name="framewise.decode")
     async def decode(stream):
-        async for event in stream.events():
-            try:
-                task = DecodeTask.model_validate_json(event.value)
-            except ValidationError as exc:
-                await dead_letter(app, topics.DECODE_TASKS, event, f"invalid DecodeTask: {exc}")
-                continue
+        parse = DecodeTask.model_validate_json
+        async for _, task in valid_events(app, topics.DECODE_TASKS, stream, parse, "DecodeTask"):
             if task.deadline is not None and time.time() > task.deadline:
                 continue  # the aggregator fails the job at its deadline
             counts: Counter = Counter()

@@ -99,6 +99,13 @@ def frame_features(
     return out
 
 
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """``[start, end)`` of every run of True in ``mask``."""
+    padded = np.concatenate([[False], mask, [False]]).astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
+
+
 @dataclass(frozen=True)
 class Boundary:
     frame: int  # position in the feature arrays
@@ -152,45 +159,27 @@ class ShotDetector:
         return cuts
 
     def _fades(self, luma: np.ndarray, rate: float) -> list[Boundary]:
-        black = luma < self.black_level
         min_run = max(2, round(self.min_black_seconds * rate))
         fades = []
-        i, n = 0, len(luma)
-        while i < n:
-            if not black[i]:
-                i += 1
-                continue
-            j = i
-            while j < n and black[j]:
-                j += 1
+        for i, j in _runs(luma < self.black_level):
             if j - i >= min_run:
                 if i > 0:
                     fades.append(Boundary(i, "fade"))
-                if j < n:
+                if j < len(luma):
                     fades.append(Boundary(j, "fade"))
-            i = j
         return fades
 
     def _dissolves(
         self, drift: np.ndarray, rate: float, explained: list[Boundary]
     ) -> list[Boundary]:
         span = drift_span(rate)
-        high = np.nan_to_num(drift, nan=0.0) >= self.dissolve_drift
         dissolves = []
-        i, n = 0, len(drift)
-        while i < n:
-            if not high[i]:
-                i += 1
-                continue
-            j = i
-            while j < n and high[j]:
-                j += 1
+        for i, j in _runs(np.nan_to_num(drift, nan=0.0) >= self.dissolve_drift):
             run = drift[i:j]
             explained_here = any(i - 2 <= b.frame <= j + 1 for b in explained)
             if j - i >= span // 2 and np.nanmax(run) >= self.dissolve_peak and not explained_here:
                 peak = i + int(np.nanargmax(run))
                 dissolves.append(Boundary(max(i, peak - span // 2), "dissolve"))
-            i = j
         return dissolves
 
     @staticmethod

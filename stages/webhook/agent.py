@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 
 import faust
-from pydantic import ValidationError
 
 from framewise import topics
 from framewise.config import Settings
-from framewise.kafka import dead_letter, make_app, to_bytes, topic
+from framewise.kafka import dead_letter, make_app, to_bytes, topic, valid_events
 from schemas.messages import WebhookDelivery, WebhookOutcome
 from stages.webhook.delivery import WebhookSender
 
@@ -31,12 +30,10 @@ def build_webhook_app(settings: Settings) -> faust.App:
     # Several deliveries at once, so one slow receiver does not hold back the others.
     @app.agent(source, name="framewise.webhook", concurrency=8)
     async def deliver(stream):
-        async for event in stream.events():
-            try:
-                delivery = WebhookDelivery.model_validate_json(event.value)
-            except ValidationError as exc:
-                await dead_letter(app, topics.WEBHOOKS, event, f"invalid WebhookDelivery: {exc}")
-                continue
+        parse = WebhookDelivery.model_validate_json
+        async for event, delivery in valid_events(
+            app, topics.WEBHOOKS, stream, parse, "WebhookDelivery"
+        ):
             result = await sender.deliver(
                 delivery.url, delivery.delivery_id, delivery.body.encode(), delivery.secret
             )
