@@ -22,7 +22,7 @@ CORE_ROLES = ("decode", "aggregator", "webhook")
 
 
 def worker_roles(settings: Settings) -> list[str]:
-    return ["decode", *settings.stages, "aggregator", "webhook"]
+    return ["decode", *settings.active_stages, "aggregator", "webhook"]
 
 
 def build_worker_app(role: str, settings: Settings):

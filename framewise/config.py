@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -69,10 +70,37 @@ class Settings(BaseSettings):
         8192 * 8192, description="larger frames are refused as decompression bombs"
     )
 
-    # --- stages ------------------------------------------------------------------------------
-    stages: list[str] = Field(
-        default_factory=lambda: ["scene"],
-        description="enabled analysis stages (JSON list); unknown names are rejected",
+    # --- stages and models ---------------------------------------------------------------
+    stages: list[str] | None = Field(
+        None,
+        description=(
+            "enabled analysis stages (JSON list); unset: scene, plus every model stage whose "
+            "model file is installed"
+        ),
+    )
+    models_dir: Path = Field(
+        Path("~/.framewise/models").expanduser(), description="root of the model files"
+    )
+    onnx_providers: list[str] = Field(
+        default_factory=lambda: ["CPUExecutionProvider"],
+        description='onnxruntime execution providers in order, e.g. ["CUDAExecutionProvider", '
+        '"CPUExecutionProvider"]',
+    )
+    tag_model: str = Field(
+        "classify/squeezenet1.1_fp16.onnx", description="classifier, relative to models_dir"
+    )
+    tag_labels: str = Field("classify/imagenet_labels.txt", description="`index,label` lines")
+    tag_taxonomy: Path | None = Field(None, description="tag roll-up JSON; unset: built-in")
+    tag_input_size: int = Field(224, ge=16)
+    tag_channel_order: Literal["RGB", "BGR"] = "BGR"
+    tag_pixel_scale: float = Field(1.0, description="pixels are multiplied by this (1/255: 0..1)")
+    tag_mean: list[float] = Field(default_factory=lambda: [0.0, 0.0, 0.0])
+    tag_std: list[float] = Field(default_factory=lambda: [1.0, 1.0, 1.0])
+    tag_output: Literal["probabilities", "logits"] = "probabilities"
+    tag_min_probability: float = Field(0.1, ge=0, le=1, description="tags below are dropped")
+    tag_top_k: int = Field(5, ge=1)
+    critical_tags: list[str] = Field(
+        default_factory=list, description="tags reported with is_critical=true"
     )
 
     # --- webhooks ----------------------------------------------------------------------------
@@ -96,6 +124,19 @@ class Settings(BaseSettings):
     @property
     def embedded(self) -> bool:
         return self.kafka_bootstrap is None
+
+    def model_path(self, relative: str) -> Path:
+        return self.models_dir / relative
+
+    @property
+    def active_stages(self) -> list[str]:
+        """The configured stages, or scene plus every model stage whose model is installed."""
+        if self.stages is not None:
+            return self.stages
+        active = ["scene"]
+        if self.model_path(self.tag_model).is_file():
+            active.append("tag")
+        return active
 
     @property
     def compact_topics(self) -> bool:

@@ -47,17 +47,18 @@ class StageSpec:
 def stages() -> dict[str, StageSpec]:
     """Every stage, in the order the aggregator finalises them (scene first: others use shots)."""
     from stages.scene.stage import SCENE
+    from stages.tag.stage import TAG
 
-    return {spec.name: spec for spec in (SCENE,)}
+    return {spec.name: spec for spec in (SCENE, TAG)}
 
 
 def enabled_stages(settings: Settings, media_type: str) -> list[StageSpec]:
     known = stages()
-    unknown = [name for name in settings.stages if name not in known]
+    unknown = [name for name in settings.active_stages if name not in known]
     if unknown:
         raise ValueError(f"FRAMEWISE_STAGES names unknown stages {unknown}; known: {list(known)}")
     return [
         spec
         for name, spec in known.items()
-        if name in settings.stages and media_type in spec.media_types
+        if name in settings.active_stages and media_type in spec.media_types
     ]

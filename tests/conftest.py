@@ -4,6 +4,7 @@ pipeline: the embedded Kafka-protocol broker, every worker and the API as separa
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -59,6 +60,55 @@ def write_cut_video(path: Path, seconds: int, shot_seconds: int, size=(160, 120)
             out.mux(packet)
 
 
+MODELS = Path(os.environ.get("FRAMEWISE_TEST_MODELS", ROOT.parent / "shared" / "models"))
+
+
+@pytest.fixture(scope="session")
+def models() -> Path:
+    if not (MODELS / "classify" / "squeezenet1.1_fp16.onnx").is_file():
+        pytest.skip(f"test models not found at {MODELS} (set FRAMEWISE_TEST_MODELS)")
+    return MODELS
+
+
+def write_image_video(
+    path: Path, images: list[Path], seconds_each: float, fps: int = 10, size=(320, 240)
+) -> None:
+    """A video of still images shown one after another (hard cuts between them)."""
+    import cv2
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.bit_rate = 2_000_000
+        for image_path in images:
+            image = cv2.cvtColor(cv2.imread(str(image_path)), cv2.COLOR_BGR2RGB)
+            frame = av.VideoFrame.from_ndarray(cv2.resize(image, size), format="rgb24")
+            for _ in range(round(seconds_each * fps)):
+                for packet in stream.encode(frame):
+                    out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+
+@pytest.fixture(scope="session")
+def animals_video(media, tmp_path_factory) -> Path:
+    """cat 3 s | fish 3 s | group photo 3 s | cat 3 s."""
+    images = media / "images"
+    path = tmp_path_factory.mktemp("media") / "animals.mp4"
+    write_image_video(
+        path,
+        [
+            images / "tags" / "kitten_224.png",
+            images / "tags" / "fish.png",
+            images / "faces" / "t1.jpg",
+            images / "tags" / "kitten_224.png",
+        ],
+        3.0,
+    )
+    return path
+
+
 @pytest.fixture(scope="session")
 def long_video(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("media") / "cuts_120s.mp4"
@@ -75,6 +125,7 @@ class Pipeline:
     bootstrap: str
     data_dir: Path
     log_dir: Path
+    stages: list[str]
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def start(self, role: str) -> None:
@@ -122,7 +173,7 @@ class Pipeline:
         return (self.log_dir / f"{role}.log").read_text(errors="replace")
 
 
-ROLES = ("decode", "scene", "aggregator", "webhook")
+CORE_ROLES = ("decode", "aggregator", "webhook")
 
 
 @pytest.fixture(scope="session")
@@ -147,15 +198,21 @@ def pipeline(tmp_path_factory) -> Iterator[Pipeline]:
         FRAMEWISE_DEADLINE_CHECK_INTERVAL_S="0.2",
         FRAMEWISE_LOG_LEVEL="info",
     )
+    # Model stages run where the shared test models are present (tag: SqueezeNet).
+    stages = ["scene"]
+    if (MODELS / "classify" / "squeezenet1.1_fp16.onnx").is_file():
+        stages.append("tag")
+    env.update(FRAMEWISE_MODELS_DIR=str(MODELS), FRAMEWISE_STAGES=json.dumps(stages))
     running = Pipeline(
         env=env,
         url=f"http://127.0.0.1:{api_port}",
         bootstrap=env["FRAMEWISE_KAFKA_BOOTSTRAP"],
         data_dir=base / "data",
         log_dir=base,
+        stages=stages,
     )
     subprocess.run([sys.executable, "-m", "framewise.cli", "topics"], env=env, check=True, cwd=ROOT)
-    for role in (*ROLES, "api"):
+    for role in (*CORE_ROLES, *stages, "api"):
         running.start(role)
     try:
         wait_for_port("127.0.0.1", api_port, timeout=60)

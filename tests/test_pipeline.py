@@ -39,7 +39,7 @@ def submit_video(pipeline, path, headers=None, params=None) -> str:
     return response.headers["Location"]
 
 
-def check_testvideo_result(body: dict) -> None:
+def check_testvideo_result(body: dict, stages: list[str]) -> None:
     job = VideoJob.model_validate(body)
     assert job.status == "finished" and job.result is not None
     scenes = job.result.raw_scenes
@@ -51,13 +51,22 @@ def check_testvideo_result(body: dict) -> None:
     assert all(0 <= d <= 1 for d in job.result.frame_activity_diffs)
     assert job.result.metadata.width == 1280 and job.result.metadata.height == 720
     # Stages not enabled here leave their fields as empty lists.
-    assert body["result"]["ocr_results"] == [] and body["result"]["sections"] == []
+    assert body["result"]["ocr_results"] == []
+    assert body["result"]["person_constellation_scenes"] == []
+    if "tag" in stages:
+        sections = job.result.sections
+        covered = sorted(
+            (t.start_seconds, t.end_seconds) for s in sections for t in s.time_segments
+        )
+        assert covered[0][0] == 0.0 and covered[-1][1] == scenes[-1].end_seconds
+    else:
+        assert body["result"]["sections"] == []
 
 
 def test_video_over_rest(pipeline, test_video):
     location = submit_video(pipeline, test_video)
     body = pipeline.wait_job(location)
-    check_testvideo_result(body)
+    check_testvideo_result(body, pipeline.stages)
     with pipeline.client() as client:
         latency = client.get("/v1/latency", params={"media_type": "video"}).json()
     assert latency["unit"] == "second" and latency["samples"] >= 1
@@ -90,7 +99,7 @@ def test_video_published_to_the_ingest_topic(pipeline, test_video):
 
     asyncio.run(produce())
     body = pipeline.wait_job(f"/v1/videos/{job_id}")
-    check_testvideo_result(body)
+    check_testvideo_result(body, pipeline.stages)
     results = asyncio.run(read_topic(pipeline.bootstrap, "framewise.results.v1", job_id.encode()))
     assert len(results) == 1
     assert json.loads(results[0].value)["result"] == body["result"]
@@ -116,6 +125,9 @@ def test_image_batch_with_an_undecodable_item(pipeline, media):
     items = {item.external_id: item for item in job.items}
     assert items["cat"].status == "finished" and items["cat"].result is not None
     assert items["junk"].status == "failed"
+    if "tag" in pipeline.stages:
+        assert items["cat"].result.tags[0].tag == "cat"
+        assert items["cat"].result.tags[0].probability > 0.9
     assert items["junk"].error.code == "unsupported_media"
 
 
@@ -231,3 +243,18 @@ def test_scene_worker_killed_mid_job_finishes_once(pipeline, long_video):
     assert starts == list(range(0, 120, 10))
     results = asyncio.run(read_topic(pipeline.bootstrap, "framewise.results.v1", job_id.encode()))
     assert len(results) == 1, "finalised exactly once"
+
+
+def test_video_sections_end_to_end(pipeline, animals_video):
+    if "tag" not in pipeline.stages:
+        pytest.skip("the tag model is not installed")
+    body = pipeline.wait_job(submit_video(pipeline, animals_video))
+    job = VideoJob.model_validate(body)
+    assert [round(s.start_seconds) for s in job.result.raw_scenes] == [0, 3, 6, 9]
+    sections = {s.section_tag: s for s in job.result.sections}
+    assert [
+        (round(t.start_seconds), round(t.end_seconds)) for t in sections["cat"].time_segments
+    ] == [(0, 3), (9, 12)]
+    assert [
+        (round(t.start_seconds), round(t.end_seconds)) for t in sections["fish"].time_segments
+    ] == [(3, 6)]
