@@ -99,6 +99,56 @@ class Settings(BaseSettings):
     tag_output: Literal["probabilities", "logits"] = "probabilities"
     tag_min_probability: float = Field(0.1, ge=0, le=1, description="tags below are dropped")
     tag_top_k: int = Field(5, ge=1)
+    ocr_det_model: str | None = Field(
+        None, description="PP-OCR detection ONNX (relative to models_dir); unset: rapidocr's"
+    )
+    ocr_rec_model: str | None = Field(
+        None, description="PP-OCR recognition ONNX; unset: rapidocr's"
+    )
+    ocr_rec_keys: str | None = Field(
+        None, description="the recognition model's dictionary, if not embedded in the model"
+    )
+    ocr_det_max_side: int = Field(960, ge=64, description="detector input, longest side")
+    ocr_fps: float = Field(1.0, gt=0, description="video frames per second the OCR stage reads")
+    ocr_min_score: float = Field(0.6, ge=0, le=1, description="lines recognised below are dropped")
+    ocr_angle_classifier: bool = Field(False, description="also read text rotated by 180°")
+    ocr_languages: list[str] = Field(
+        default_factory=lambda: [
+            "en",
+            "de",
+            "fr",
+            "es",
+            "it",
+            "pt",
+            "nl",
+            "sv",
+            "da",
+            "nb",
+            "fi",
+            "pl",
+            "cs",
+            "ro",
+            "hu",
+            "tr",
+            "ru",
+            "uk",
+            "el",
+            "zh",
+            "ja",
+            "ko",
+            "ar",
+            "he",
+            "hi",
+            "th",
+            "vi",
+            "id",
+            "la",
+        ],
+        description="ISO 639-1 codes the language identifier chooses from",
+    )
+    ocr_language_confidence: float = Field(
+        0.5, ge=0, le=1, description="below this the text's script decides the language"
+    )
     critical_tags: list[str] = Field(
         default_factory=list, description="tags reported with is_critical=true"
     )
@@ -136,6 +186,7 @@ class Settings(BaseSettings):
         active = ["scene"]
         if self.model_path(self.tag_model).is_file():
             active.append("tag")
+        active.append("ocr")  # its default models ship in the rapidocr wheel
         return active
 
     @property

@@ -46,10 +46,11 @@ class StageSpec:
 
 def stages() -> dict[str, StageSpec]:
     """Every stage, in the order the aggregator finalises them (scene first: others use shots)."""
+    from stages.ocr.stage import OCR
     from stages.scene.stage import SCENE
     from stages.tag.stage import TAG
 
-    return {spec.name: spec for spec in (SCENE, TAG)}
+    return {spec.name: spec for spec in (SCENE, TAG, OCR)}
 
 
 def enabled_stages(settings: Settings, media_type: str) -> list[StageSpec]:

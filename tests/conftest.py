@@ -20,6 +20,13 @@ import numpy as np
 import pytest
 
 from framewise.broker import free_port, start_embedded_broker, wait_for_port
+from framewise.config import Settings
+from framewise.media import decode_video_segment
+from schemas.api import VideoResult
+from schemas.messages import FrameBatch, JobState, VideoProbe
+from stages.aggregator.assembly import _video_result
+from stages.profiles import profiles
+from stages.registry import stages
 
 ROOT = Path(__file__).resolve().parents[1]
 MEDIA = Path(os.environ.get("FRAMEWISE_TEST_MEDIA", ROOT.parent / "shared" / "media"))
@@ -199,7 +206,7 @@ def pipeline(tmp_path_factory) -> Iterator[Pipeline]:
         FRAMEWISE_LOG_LEVEL="info",
     )
     # Model stages run where the shared test models are present (tag: SqueezeNet).
-    stages = ["scene"]
+    stages = ["scene", "ocr"]
     if (MODELS / "classify" / "squeezenet1.1_fp16.onnx").is_file():
         stages.append("tag")
     env.update(FRAMEWISE_MODELS_DIR=str(MODELS), FRAMEWISE_STAGES=json.dumps(stages))
@@ -245,3 +252,46 @@ async def read_topic(bootstrap: str, topic: str, key: bytes | None, timeout: flo
     finally:
         await consumer.stop()
     return found
+
+
+def run_video_stages(path, settings: Settings) -> VideoResult:
+    """decode -> every enabled stage's analyzer -> the aggregator's assembly, in process."""
+    specs = [stages()[name] for name in settings.active_stages]
+    analyzers = {spec.name: spec.make_analyzer(settings) for spec in specs}
+    selected = [profiles(settings)[p] for p in {spec.profile for spec in specs}]
+    payloads: dict[str, list] = {spec.name: [] for spec in specs}
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        probe = VideoProbe(
+            duration_seconds=float(s.duration * s.time_base),
+            fps=float(s.average_rate),
+            width=s.width,
+            height=s.height,
+        )
+    for batch in decode_video_segment(path, selected, 0.0, None, 1 << 30):
+        message = FrameBatch(
+            job_id="video_x",
+            media_type="video",
+            profile=batch.profile,
+            segment_index=0,
+            batch_index=batch.batch_index,
+            blob_key="-",
+            context_frames=batch.context_frames,
+            frame_indices=batch.frame_indices,
+            timestamps=batch.timestamps,
+            fps=batch.rate,
+            stages=settings.active_stages,
+        )
+        for spec in specs:
+            if spec.profile == batch.profile:
+                payloads[spec.name].append(
+                    (0, batch.batch_index, analyzers[spec.name].analyze(batch.frames, message))
+                )
+    state = JobState(
+        job_id="video_x",
+        media_type="video",
+        stages=settings.active_stages,
+        probe=probe,
+        submitted_at="2026-01-01T00:00:00Z",
+    )
+    return _video_result(state, payloads, settings)

@@ -50,8 +50,9 @@ def check_testvideo_result(body: dict, stages: list[str]) -> None:
     assert len(job.result.frame_activity_diffs) == 719
     assert all(0 <= d <= 1 for d in job.result.frame_activity_diffs)
     assert job.result.metadata.width == 1280 and job.result.metadata.height == 720
+    texts = {r.full_text for r in job.result.ocr_results}
+    assert texts == {"Copyright © 2013 Brandon Castellano", "www.bcastell.com"}
     # Stages not enabled here leave their fields as empty lists.
-    assert body["result"]["ocr_results"] == []
     assert body["result"]["person_constellation_scenes"] == []
     if "tag" in stages:
         sections = job.result.sections
@@ -108,6 +109,7 @@ def test_video_published_to_the_ingest_topic(pipeline, test_video):
 def test_image_batch_with_an_undecodable_item(pipeline, media):
     good = base64.b64encode((media / "images" / "tags" / "kitten_224.png").read_bytes()).decode()
     bad = base64.b64encode(b"this is not an image at all").decode()
+    text = base64.b64encode((media / "images" / "ocr" / "latin.jpg").read_bytes()).decode()
     with pipeline.client() as client:
         response = client.post(
             "/v1/images",
@@ -115,6 +117,7 @@ def test_image_batch_with_an_undecodable_item(pipeline, media):
                 "images": [
                     {"external_id": "cat", "data_base64": good},
                     {"external_id": "junk", "data_base64": bad},
+                    {"external_id": "latin", "data_base64": text},
                 ]
             },
         )
@@ -125,6 +128,11 @@ def test_image_batch_with_an_undecodable_item(pipeline, media):
     items = {item.external_id: item for item in job.items}
     assert items["cat"].status == "finished" and items["cat"].result is not None
     assert items["junk"].status == "failed"
+    assert items["latin"].result.ocr_results[0].model_dump() == {
+        "language_code": "la",
+        "full_text": "Alphabetum in mundo hodie frequentissime adhibitum est alphabetum Latinum.",
+    }
+    assert items["cat"].result.ocr_results == []
     if "tag" in pipeline.stages:
         assert items["cat"].result.tags[0].tag == "cat"
         assert items["cat"].result.tags[0].probability > 0.9

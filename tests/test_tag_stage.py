@@ -8,15 +8,10 @@ import onnxruntime as ort
 import pytest
 
 from framewise.config import Settings
-from framewise.media import decode_video_segment
-from schemas.api import VideoResult
-from schemas.messages import FrameBatch, JobState, VideoProbe
-from stages.aggregator.assembly import _video_result
-from stages.profiles import profiles
-from stages.registry import stages
 from stages.tag.classifier import OnnxClassifier, parse_classes
 from stages.tag.sections import SceneTag, group_sections
 from stages.tag.stage import finalize_image
+from tests.conftest import run_video_stages
 
 
 def settings_for(models, **overrides) -> Settings:
@@ -60,49 +55,6 @@ def test_top_k_floor_and_critical_list(models, media):
     assert len(result) == 2 and not any(t["is_critical"] for t in result)
     cat = finalize_image({"frames": [{"t": 0, "tags": {"cat": 0.9}}]}, settings)["tags"]
     assert cat == [{"tag": "cat", "probability": 0.9, "is_critical": True}]
-
-
-def run_video_stages(path, settings: Settings) -> VideoResult:
-    """decode -> every enabled stage's analyzer -> the aggregator's assembly, in process."""
-    specs = [stages()[name] for name in settings.active_stages]
-    analyzers = {spec.name: spec.make_analyzer(settings) for spec in specs}
-    selected = [profiles(settings)[p] for p in {spec.profile for spec in specs}]
-    payloads: dict[str, list] = {spec.name: [] for spec in specs}
-    with __import__("av").open(str(path)) as c:
-        s = c.streams.video[0]
-        probe = VideoProbe(
-            duration_seconds=float(s.duration * s.time_base),
-            fps=float(s.average_rate),
-            width=s.width,
-            height=s.height,
-        )
-    for batch in decode_video_segment(path, selected, 0.0, None, 1 << 30):
-        message = FrameBatch(
-            job_id="video_x",
-            media_type="video",
-            profile=batch.profile,
-            segment_index=0,
-            batch_index=batch.batch_index,
-            blob_key="-",
-            context_frames=batch.context_frames,
-            frame_indices=batch.frame_indices,
-            timestamps=batch.timestamps,
-            fps=batch.rate,
-            stages=settings.active_stages,
-        )
-        for spec in specs:
-            if spec.profile == batch.profile:
-                payloads[spec.name].append(
-                    (0, batch.batch_index, analyzers[spec.name].analyze(batch.frames, message))
-                )
-    state = JobState(
-        job_id="video_x",
-        media_type="video",
-        stages=settings.active_stages,
-        probe=probe,
-        submitted_at="2026-01-01T00:00:00Z",
-    )
-    return _video_result(state, payloads, settings)
 
 
 def test_video_sections_follow_how_the_video_was_built(models, animals_video):

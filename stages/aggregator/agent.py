@@ -21,6 +21,7 @@ from framewise.blobstore import BlobStore
 from framewise.config import Settings
 from framewise.kafka import (
     dead_letter,
+    in_thread,
     make_app,
     table_topic_configs,
     to_bytes,
@@ -108,8 +109,8 @@ def build_aggregator_app(settings: Settings) -> faust.App:
 
     async def finalize(state: JobState) -> None:
         status = JobStatus.failed if state.error is not None else JobStatus.finished
-        try:
-            body = assembly.job_body(state, payloads_of(state), settings, status)
+        try:  # stage finalisers (shots, clustering, merging) run off the event loop
+            body = await in_thread(assembly.job_body, state, payloads_of(state), settings, status)
         except Exception as exc:  # a stage's finaliser failed: report it, never hang the job
             log.exception("finalising %s failed", state.job_id)
             state.error = JobError(code=ErrorCode.internal, message=f"finalising failed: {exc}")

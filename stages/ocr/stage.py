@@ -1,0 +1,91 @@
+"""The OCR stage: text on screen with its language, merged over time for videos."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from framewise.config import Settings
+from schemas.messages import FrameBatch
+from stages.ocr.engine import OcrLine, PpOcrEngine
+from stages.ocr.language import LanguageIdentifier, block_language
+from stages.ocr.merge import group_blocks, join_block, track_lines, video_results
+from stages.registry import StageSpec, VideoContext
+
+
+def on_ocr_grid(t: float, ocr_rate: float, detail_rate: float) -> bool:
+    """Whether a detail frame is the first at or after one of the OCR stage's own (sparser)
+    sampling slots ``k / ocr_rate``: the OCR stage samples its own rate from detail frames."""
+    if not detail_rate or ocr_rate >= detail_rate:
+        return True
+    slot = math.floor(t * ocr_rate + 1e-6) / ocr_rate
+    return slot > t - 1.0 / detail_rate + 1e-9
+
+
+class OcrAnalyzer:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = PpOcrEngine(settings).load()
+        self.languages = LanguageIdentifier(
+            settings.ocr_languages, settings.ocr_language_confidence
+        )
+
+    def analyze(self, frames: np.ndarray, batch: FrameBatch) -> dict[str, Any]:
+        out = []
+        for frame, t in zip(
+            frames[batch.context_frames :], batch.timestamps[batch.context_frames :], strict=True
+        ):
+            if not on_ocr_grid(t, self.settings.ocr_fps, batch.fps):
+                continue
+            lines = self.engine.predict(frame)
+            for line in lines:
+                line.language = self.languages.confident(line.text)
+            out.append({"t": t, "lines": [line.to_payload() for line in lines]})
+        return {"frames": out}
+
+
+def finalize_image(payload: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    lines = [OcrLine.from_payload(p) for f in payload.get("frames", []) for p in f["lines"]]
+    results = []
+    for block in group_blocks([line.box for line in lines]):
+        texts = [lines[i].text for i in block]
+        language = block_language(texts, [lines[i].language for i in block])
+        results.append(
+            {
+                "language_code": language,
+                "full_text": join_block(texts, [lines[i].box for i in block]),
+            }
+        )
+    return {"ocr_results": results}
+
+
+def finalize_video(ctx: VideoContext, settings: Settings) -> dict[str, Any]:
+    frames = [
+        (f["t"], [OcrLine.from_payload(p) for p in f["lines"]])
+        for payload in ctx.payloads
+        for f in payload["frames"]
+    ]
+    interval = 1.0 / min(settings.ocr_fps, ctx.probe.fps or settings.ocr_fps)
+    tracks = track_lines(frames, max_gap=2.5 * interval)
+    results = []
+    for text, start, end, language in video_results(tracks, interval, ctx.probe.duration_seconds):
+        results.append(
+            {
+                "language_code": language,
+                "full_text": text,
+                "time_segment": {"start_seconds": start, "end_seconds": end},
+            }
+        )
+    return {"ocr_results": results}
+
+
+OCR = StageSpec(
+    name="ocr",
+    profile="detail",
+    media_types=frozenset({"video", "image"}),
+    make_analyzer=OcrAnalyzer,
+    finalize_video=finalize_video,
+    finalize_image=finalize_image,
+)

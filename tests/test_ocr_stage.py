@@ -1,0 +1,126 @@
+"""The OCR stage with the PP-OCR models bundled in rapidocr, without Kafka."""
+
+from __future__ import annotations
+
+import cv2
+import pytest
+
+from framewise.config import Settings
+from schemas.messages import FrameBatch
+from stages.ocr.engine import OcrLine
+from stages.ocr.language import LanguageIdentifier, dominant_script
+from stages.ocr.merge import track_lines, video_results
+from stages.ocr.stage import OcrAnalyzer, finalize_image, on_ocr_grid
+from tests.conftest import run_video_stages
+
+SETTINGS = Settings(stages=["ocr"])
+
+
+@pytest.fixture(scope="module")
+def analyzer() -> OcrAnalyzer:
+    return OcrAnalyzer(SETTINGS)
+
+
+def read_image(analyzer, path) -> list[dict]:
+    image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    batch = FrameBatch(
+        job_id="image_batch_x",
+        media_type="image",
+        profile="detail",
+        segment_index=0,
+        batch_index=0,
+        blob_key="-",
+        frame_indices=[0],
+        timestamps=[0.0],
+        fps=0.0,
+        stages=["ocr"],
+    )
+    return finalize_image(analyzer.analyze(image[None], batch), SETTINGS)["ocr_results"]
+
+
+# Expected texts from ../shared/media/README.md. latin.jpg reads "frequentissime" in the image
+# itself; the README's "frequentissie" is a typo carried over from RapidOCR's tests.
+@pytest.mark.parametrize(
+    ("name", "text", "language"),
+    [
+        (
+            "en_rec.jpg",
+            "To facilitate the shot type analysis in videos, we collect MovieShots, a large-scale",
+            "en",
+        ),
+        (
+            "latin.jpg",
+            "Alphabetum in mundo hodie frequentissime adhibitum est alphabetum Latinum.",
+            "la",
+        ),
+        ("issue_170.png", "TEST", "en"),
+        ("text_rec.jpg", "韩国小馆", "zh"),
+    ],
+)
+def test_clear_lines_come_back_exactly(analyzer, media, name, text, language):
+    results = read_image(analyzer, media / "images" / "ocr" / name)
+    assert results == [{"language_code": language, "full_text": text}]
+
+
+def test_many_boxes_in_reading_order(analyzer, media):
+    results = read_image(analyzer, media / "images" / "ocr" / "ch_en_num.jpg")
+    # The README's 18 boxes come from an older detector; PP-OCRv6 small finds 14 here.
+    assert results[0] == {"language_code": "zh", "full_text": "正品促销"}
+    everything = "\n".join(r["full_text"] for r in results)
+    for text in ("大桶装更划算", "强力去污符合国标", "-40℃深度防冻不结冰", "假一赔十", "5.8起"):
+        assert text in everything
+    assert all(r["language_code"] == "zh" for r in results)
+
+
+def test_no_text_gives_nothing(analyzer, media):
+    assert read_image(analyzer, media / "images" / "ocr" / "empty_black.jpg") == []
+    assert read_image(analyzer, media / "images" / "tags" / "fish.png") == []
+
+
+def test_copyright_lines_span_the_whole_video(test_video):
+    result = run_video_stages(test_video, Settings(stages=["scene", "ocr"]))
+    texts = {r.full_text: r for r in result.ocr_results}
+    assert set(texts) == {"Copyright © 2013 Brandon Castellano", "www.bcastell.com"}, texts
+    for r in texts.values():
+        assert r.language_code == "en"
+        # The line fades in with the first second (frame 0 is black): first OCR sample at 1 s.
+        assert r.time_segment.start_seconds <= 1.01
+        assert r.time_segment.end_seconds == pytest.approx(24.02, abs=0.05)
+
+
+def line(text, box=(0.1, 0.8, 0.5, 0.85)) -> OcrLine:
+    return OcrLine(text, 0.9, box)
+
+
+def test_variants_of_one_line_do_not_split_it_and_a_gap_does():
+    frames = [
+        (0.0, [line("Copyright © 2013 Brandon")]),
+        (1.0, [line("Copyright@2013 Brandon")]),
+        (2.0, [line("Copyright © 2013 Brandon")]),
+        (9.0, [line("Copyright © 2013 Brandon")]),
+    ]
+    results = video_results(track_lines(frames, max_gap=2.5), interval=1.0, duration=10.0)
+    assert results == [
+        ("Copyright © 2013 Brandon", 0.0, 3.0, "en"),
+        ("Copyright © 2013 Brandon", 9.0, 10.0, "en"),
+    ]
+
+
+def test_stacked_lines_are_joined_in_reading_order():
+    top, bottom = (0.1, 0.10, 0.6, 0.15), (0.1, 0.16, 0.5, 0.21)
+    frames = [(t, [line("second line", bottom), line("first line", top)]) for t in (0.0, 1.0)]
+    results = video_results(track_lines(frames, max_gap=2.5), interval=1.0, duration=5.0)
+    assert results == [("first line\nsecond line", 0.0, 2.0, "en")]
+
+
+def test_language_falls_back_to_the_script_when_unsure():
+    ident = LanguageIdentifier(SETTINGS.ocr_languages, 0.5)
+    assert ident.identify("Славянские языки — большая языковая семья.") == "ru"
+    assert ident.identify("www.bcastell.com") == "en"  # unsure: Latin script
+    assert ident.identify("カタカナ") == "ja"
+    assert dominant_script("한국어") == "HANGUL"
+
+
+def test_ocr_samples_its_own_rate_from_detail_frames():
+    detail = [round(k * 0.5005, 4) for k in range(8)]  # 2 fps from a 29.97 fps video
+    assert [t for t in detail if on_ocr_grid(t, 1.0, 2.0)] == [0.0, 1.001, 2.002, 3.003]
