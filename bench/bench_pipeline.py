@@ -9,6 +9,10 @@ ratio against a baseline measured in the same run on the same video.
   also decodes);
 * memory: peak traced allocations of decode + scene features on a synthetic video 1x and 4x
   as long (flat means the ratio stays near 1);
+* OCR: the OCR stage's analyzer (PP-OCR + language per line) vs rapidocr called directly with
+  the same settings, on the same detail frames;
+* tags: the tag stage's analyzer vs the ONNX classifier session called directly (needs
+  ``FRAMEWISE_MODELS_DIR`` with the classifier; skipped otherwise);
 * end to end: wall time from upload to finished result through broker, workers and API, vs the
   video's duration.
 """
@@ -24,6 +28,7 @@ import tracemalloc
 from pathlib import Path
 
 import av
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -33,6 +38,7 @@ from framewise.broker import free_port, wait_for_port  # noqa: E402
 from framewise.cli import submit, wait_for  # noqa: E402
 from framewise.config import Settings  # noqa: E402
 from framewise.media import decode_video_segment  # noqa: E402
+from schemas.messages import FrameBatch  # noqa: E402
 from stages.profiles import profiles  # noqa: E402
 from stages.scene.detector import SceneFeatures, ShotDetector, frame_features  # noqa: E402
 from tests.conftest import write_cut_video  # noqa: E402
@@ -80,6 +86,90 @@ def pyscenedetect(path: Path) -> int:
     from scenedetect import ContentDetector, detect
 
     return len(detect(str(path), ContentDetector()))
+
+
+def detail_batches(path: Path, settings: Settings) -> list[tuple[np.ndarray, FrameBatch]]:
+    out = []
+    for batch in decode_video_segment(path, [profiles(settings)["detail"]], 0.0, None, 1 << 30):
+        message = FrameBatch(
+            job_id="video_bench",
+            media_type="video",
+            profile="detail",
+            segment_index=0,
+            batch_index=batch.batch_index,
+            blob_key="-",
+            frame_indices=batch.frame_indices,
+            timestamps=batch.timestamps,
+            fps=batch.rate,
+            stages=["ocr", "tag"],
+        )
+        out.append((batch.frames, message))
+    return out
+
+
+def bench_ocr(batches) -> None:
+    from rapidocr import RapidOCR
+
+    from stages.ocr.stage import OcrAnalyzer
+
+    settings = Settings(ocr_fps=100.0)  # every detail frame, as the direct loop does
+    analyzer = OcrAnalyzer(settings)
+    direct = RapidOCR(
+        params={
+            "Global.log_level": "warning",
+            "Global.use_cls": False,
+            "Det.limit_type": "max",
+            "Det.limit_side_len": settings.ocr_det_max_side,
+        }
+    )
+    frames = [f for frames, _ in batches for f in frames]
+    warm = batches[0][1].model_copy(update={"timestamps": [0.0], "frame_indices": [0]})
+    analyzer.analyze(frames[0][None], warm)  # warm-up: sessions, language models
+    direct(np.ascontiguousarray(frames[0][..., ::-1]))
+    t_stage, _ = timed(lambda: [analyzer.analyze(f, m) for f, m in batches])
+    t_direct, _ = timed(lambda: [direct(np.ascontiguousarray(f[..., ::-1])) for f in frames])
+    n = len(frames)
+    print(f"ocr      rapidocr direct    {n / t_direct:8.2f} frames/s")
+    print(
+        f"ocr      stage              {n / t_stage:8.2f} frames/s   "
+        f"ratio {t_direct / t_stage:.2f}x of direct"
+    )
+
+
+def bench_tags(batches) -> None:
+    import cv2
+    import onnxruntime as ort
+
+    from stages.tag.stage import TagAnalyzer
+
+    settings = Settings()
+    model = settings.model_path(settings.tag_model)
+    if not model.is_file():
+        print(f"tags     skipped: no classifier at {model} (set FRAMEWISE_MODELS_DIR)")
+        return
+    analyzer = TagAnalyzer(settings)
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    frames = [f for frames, _ in batches for f in frames]
+
+    def direct() -> None:
+        for f in frames:
+            h, w = f.shape[:2]
+            s = 224 / min(h, w)
+            r = cv2.resize(f, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+            top, left = (r.shape[0] - 224) // 2, (r.shape[1] - 224) // 2
+            x = r[top : top + 224, left : left + 224, ::-1].transpose(2, 0, 1)[None]
+            session.run(None, {name: x.astype(np.float16)})
+
+    direct()
+    t_direct, _ = timed(direct)
+    t_stage, _ = timed(lambda: [analyzer.analyze(f, m) for f, m in batches])
+    n = len(frames)
+    print(f"tags     model direct       {n / t_direct:8.1f} frames/s")
+    print(
+        f"tags     stage              {n / t_stage:8.1f} frames/s   "
+        f"ratio {t_direct / t_stage:.2f}x of direct"
+    )
 
 
 def peak_memory(path: Path) -> int:
@@ -156,6 +246,10 @@ def main() -> None:
         f"memory   peak 30 s video {m_short / 2**20:6.1f} MiB, 120 s video "
         f"{m_long / 2**20:6.1f} MiB   ratio {m_long / m_short:.2f} (flat = 1)"
     )
+
+    batches = detail_batches(video, Settings())
+    bench_ocr(batches)
+    bench_tags(batches)
 
     wall = end_to_end(video)
     print(
