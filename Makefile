@@ -25,8 +25,11 @@ bench: $(VENV)/.installed
 schemas: $(VENV)/.installed
 	$(VENV)/bin/framewise schemas --out docs/schemas
 
-# GPU: replace the CPU onnxruntime with onnxruntime-gpu and prove CUDA is really available.
+# GPU: insightface pulls the CPU onnxruntime, which shadows onnxruntime-gpu (same import
+# name). Install everything, then remove the CPU wheel and reinstall the GPU one over it, and
+# prove that the CUDA provider is really there.
 gpu: $(VENV)/.installed
-	$(PY) -m pip uninstall --yes onnxruntime
 	$(PY) -m pip install --quiet -e ".[gpu,test]"
+	$(PY) -m pip uninstall --yes onnxruntime
+	$(PY) -m pip install --quiet --force-reinstall --no-deps "onnxruntime-gpu>=1.17,<2"
 	$(PY) -c "import onnxruntime as ort, sys; p = ort.get_available_providers(); print(p); sys.exit('CUDAExecutionProvider' not in p)"

@@ -13,6 +13,9 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# insightface's recognition model names: a pack with one of them can run the face stage.
+RECOGNIZER_NAMES = ("w600k_*.onnx", "glintr100.onnx", "*arcface*.onnx")
+
 
 class Settings(BaseSettings):
     """Framewise settings; each field is the environment variable ``FRAMEWISE_<NAME>``."""
@@ -149,6 +152,23 @@ class Settings(BaseSettings):
     ocr_language_confidence: float = Field(
         0.5, ge=0, le=1, description="below this the text's script decides the language"
     )
+    face_pack: str = Field(
+        "face", description="insightface model pack directory, relative to models_dir"
+    )
+    face_detector: str | None = Field(None, description="detector file; unset: the largest")
+    face_det_size: int = Field(640, ge=160, description="detector input side")
+    face_det_threshold: float = Field(0.5, ge=0, le=1)
+    face_min_size: int = Field(16, ge=1, description="smaller faces (pixels) are ignored")
+    face_batch_size: int = Field(32, ge=1, description="face crops per model call")
+    face_cluster_threshold: float = Field(
+        0.45, ge=-1, le=1, description="cosine similarity at which two faces are one person"
+    )
+    face_gender_confidence: float = Field(
+        0.7, ge=0.5, le=1, description="below this gender is `unidentified`"
+    )
+    allowlist_threshold: float = Field(
+        0.5, ge=-1, le=1, description="cosine similarity to an enrolled face that matches"
+    )
     critical_tags: list[str] = Field(
         default_factory=list, description="tags reported with is_critical=true"
     )
@@ -187,6 +207,9 @@ class Settings(BaseSettings):
         if self.model_path(self.tag_model).is_file():
             active.append("tag")
         active.append("ocr")  # its default models ship in the rapidocr wheel
+        pack = self.model_path(self.face_pack)
+        if any(pack.glob(pattern) for pattern in RECOGNIZER_NAMES):
+            active.append("face")
         return active
 
     @property

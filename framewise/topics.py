@@ -36,6 +36,18 @@ RESULTS = TopicSpec(
 WEBHOOKS = TopicSpec("framewise.webhooks.v1", "job_id", "WebhookDelivery", public=False)
 
 
+ALLOWLIST = TopicSpec(
+    "framewise.allowlist.v1",
+    "identity_id",
+    "AllowlistRecord (null: removed)",
+    public=False,
+    compacted=True,
+)
+ALLOWLIST_REQUESTS = TopicSpec(
+    "framewise.allowlist-requests.v1", "identity_id", "AllowlistEnrollment", public=False
+)
+
+
 def frames_topic(profile: str) -> TopicSpec:
     """Frame batches of one sampling profile (``motion``: every frame, small; ``detail``)."""
     return TopicSpec(
@@ -52,5 +64,7 @@ ALL = (
     JOB_STATUS,
     RESULTS,
     WEBHOOKS,
+    ALLOWLIST,
+    ALLOWLIST_REQUESTS,
     *(frames_topic(p) for p in PROFILES),
 )

@@ -21,6 +21,7 @@ from framewise.blobstore import BlobStore
 from framewise.config import Settings, get_settings
 from framewise.kafka import ensure_topics, to_bytes
 from framewise.media import MediaError, probe_video
+from framewise.topic_view import TopicView
 from ingest_api.problems import (
     BodySizeLimit,
     ProblemError,
@@ -31,6 +32,9 @@ from ingest_api.problems import (
 )
 from ingest_api.status_view import StatusView
 from schemas.api import (
+    AllowlistEnrollRequest,
+    AllowlistIdentity,
+    AllowlistListing,
     ImageBatchJob,
     ImageBatchRequest,
     JobAccepted,
@@ -39,8 +43,10 @@ from schemas.api import (
     VideoJob,
     WebhookConfig,
 )
-from schemas.messages import ImageSource, IngestRequest
+from schemas.messages import AllowlistEnrollment, AllowlistRecord, ImageSource, IngestRequest
 from stages.decode.planner import decode_base64_image
+from stages.face.agent import follow
+from stages.face.allowlist import AllowlistIndex
 
 VIDEO_TYPES = ("application/octet-stream", "video/")
 MaxProcessingTime = Annotated[
@@ -61,6 +67,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     blobs = BlobStore(settings.data_dir)
     view = StatusView(settings)
+    allowlist = AllowlistIndex(settings.allowlist_threshold)
+    allowlist_view = TopicView(settings, topics.ALLOWLIST.name, follow(allowlist))
     producer_box: dict[str, AIOKafkaProducer] = {}
 
     @asynccontextmanager
@@ -75,9 +83,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await producer.start()
         producer_box["p"] = producer
         await view.start()
+        await allowlist_view.start()
         try:
             yield
         finally:
+            await allowlist_view.stop()
             await view.stop()
             await producer.stop()
 
@@ -280,6 +290,95 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             latency_ms_per_unit=round(statistics.fmean(samples), 3) if samples else None,
             samples=len(samples),
         )
+
+    def identity_body(record: AllowlistRecord) -> AllowlistIdentity:
+        return AllowlistIdentity(
+            identity_id=record.identity_id,
+            label=record.label,
+            status=record.status,
+            faces=len(record.embeddings),
+            created_at=record.created_at,
+            error=record.error,
+        )
+
+    @app.post(
+        "/v1/allowlist",
+        status_code=202,
+        response_model=AllowlistIdentity,
+        response_model_exclude_none=True,
+        responses=problem_responses(400, 413, 422),
+        summary="Enroll a person (images of one face) on the allowlist",
+    )
+    async def enroll(body: AllowlistEnrollRequest, response: Response) -> AllowlistIdentity:
+        images = []
+        for i, image in enumerate(body.images):
+            try:
+                images.append(decode_base64_image(image.data_base64))
+            except ValueError as exc:
+                raise ProblemError(400, "Invalid image data", f"images[{i}]: {exc}") from exc
+        identity_id = f"identity_{secrets.token_urlsafe(16)}"
+        keys = []
+        for i, data in enumerate(images):
+            key = f"allowlist/{identity_id}/{i:03d}"
+            await asyncio.to_thread(blobs.put_bytes, key, data)
+            keys.append(key)
+        record = AllowlistRecord(
+            identity_id=identity_id,
+            label=body.label,
+            status="pending",
+            created_at=datetime.now(UTC),
+        )
+        producer = producer_box["p"]
+        allowlist.apply(identity_id, record)
+        await producer.send_and_wait(
+            topics.ALLOWLIST.name, to_bytes(record), key=identity_id.encode()
+        )
+        request = AllowlistEnrollment(identity_id=identity_id, label=body.label, blob_keys=keys)
+        await producer.send_and_wait(
+            topics.ALLOWLIST_REQUESTS.name, to_bytes(request), key=identity_id.encode()
+        )
+        response.headers["Location"] = f"/v1/allowlist/{identity_id}"
+        return identity_body(record)
+
+    @app.get(
+        "/v1/allowlist",
+        response_model=AllowlistListing,
+        response_model_exclude_none=True,
+        summary="Enrolled allowlist identities",
+    )
+    async def list_allowlist() -> AllowlistListing:
+        records = sorted(allowlist.records(), key=lambda r: r.created_at)
+        return AllowlistListing(identities=[identity_body(r) for r in records])
+
+    async def known_identity(identity_id: str) -> AllowlistRecord:
+        record = allowlist.get(identity_id)
+        if record is None:
+            await allowlist_view.caught_up()
+            record = allowlist.get(identity_id)
+        if record is None:
+            raise ProblemError(404, "Not Found", f"no allowlist identity {identity_id!r}")
+        return record
+
+    @app.get(
+        "/v1/allowlist/{identity_id}",
+        response_model=AllowlistIdentity,
+        response_model_exclude_none=True,
+        responses=problem_responses(404),
+    )
+    async def get_identity(identity_id: str) -> AllowlistIdentity:
+        return identity_body(await known_identity(identity_id))
+
+    @app.delete(
+        "/v1/allowlist/{identity_id}",
+        status_code=204,
+        responses=problem_responses(404),
+        summary="Remove an identity",
+    )
+    async def remove_identity(identity_id: str) -> Response:
+        await known_identity(identity_id)
+        allowlist.apply(identity_id, None)
+        await producer_box["p"].send_and_wait(topics.ALLOWLIST.name, None, key=identity_id.encode())
+        return Response(status_code=204)
 
     @app.get("/healthz", include_in_schema=False)
     async def health() -> dict:

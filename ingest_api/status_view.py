@@ -7,76 +7,39 @@ readable from any replica and survives an API restart; the aggregator is the top
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import logging
 from collections import deque
 from datetime import datetime
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
 from framewise import topics
 from framewise.config import Settings
-
-log = logging.getLogger(__name__)
+from framewise.topic_view import TopicView
 
 LATENCY_WINDOW = 200  # recent finished jobs per media type
 
 
 class StatusView:
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
         self.jobs: dict[str, bytes] = {}
         self.latency: dict[str, deque[float]] = {
             "video": deque(maxlen=LATENCY_WINDOW),
             "image": deque(maxlen=LATENCY_WINDOW),
         }
         self._sampled: set[str] = set()
-        self._consumer: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task | None = None
-        self._partitions: list[TopicPartition] = []
+        self.view = TopicView(settings, topics.JOB_STATUS.name, self._on_record)
 
     async def start(self) -> None:
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_partition_fetch_bytes=self.settings.max_message_bytes,
-            fetch_max_bytes=self.settings.max_message_bytes * 4,
-        )
-        await self._consumer.start()
-        name = topics.JOB_STATUS.name
-        partitions = self._consumer.partitions_for_topic(name)
-        if not partitions:
-            await self._consumer.force_metadata_update()
-            partitions = self._consumer.partitions_for_topic(name) or {0}
-        self._partitions = [TopicPartition(name, p) for p in sorted(partitions)]
-        self._consumer.assign(self._partitions)
-        await self._consumer.seek_to_beginning(*self._partitions)
-        self._task = asyncio.create_task(self._follow())
+        await self.view.start()
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._consumer:
-            await self._consumer.stop()
+        await self.view.stop()
 
-    async def _follow(self) -> None:
-        assert self._consumer is not None
-        while True:
-            try:
-                async for message in self._consumer:
-                    if message.key and message.value:
-                        self.apply(message.key.decode(), message.value)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # keep following through broker hiccups
-                log.exception("status view: consumer error, retrying")
-                await asyncio.sleep(1.0)
+    async def caught_up(self, timeout: float = 2.0) -> None:
+        await self.view.caught_up(timeout)
+
+    def _on_record(self, job_id: str, body: bytes | None) -> None:
+        if body:
+            self.apply(job_id, body)
 
     def apply(self, job_id: str, body: bytes) -> None:
         self.jobs[job_id] = body
@@ -92,22 +55,6 @@ class StatusView:
         sample = _latency_sample(parsed)
         if sample is not None:
             self.latency["video" if job_id.startswith("video_") else "image"].append(sample)
-
-    async def caught_up(self, timeout: float = 2.0) -> None:
-        """Wait until this replica has read everything written so far (read-your-writes across
-        replicas: another replica may have accepted the job a moment ago)."""
-        assert self._consumer is not None
-        try:
-            ends = await self._consumer.end_offsets(self._partitions)
-        except Exception:
-            return
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while loop.time() < deadline:
-            positions = [await self._consumer.position(tp) for tp in ends]
-            if all(p >= end for p, end in zip(positions, ends.values(), strict=True)):
-                return
-            await asyncio.sleep(0.02)
 
 
 def _latency_sample(body: dict) -> float | None:

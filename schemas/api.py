@@ -179,4 +179,26 @@ class Problem(BaseModel):
     errors: list[dict] | None = None
 
 
+class ImageData(Body):
+    data_base64: str = Field(min_length=1, description="raw base64, no data URI prefix")
+
+
+class AllowlistEnrollRequest(Body):
+    label: str = Field(min_length=1, max_length=256)
+    images: list[ImageData] = Field(min_length=1, max_length=32)
+
+
+class AllowlistIdentity(Body):
+    identity_id: str
+    label: str
+    status: Literal["pending", "enrolled", "failed"]
+    faces: int = Field(description="enrolled face embeddings")
+    created_at: datetime
+    error: str | None = None
+
+
+class AllowlistListing(Body):
+    identities: list[AllowlistIdentity]
+
+
 JobBody = VideoJob | ImageBatchJob

@@ -231,3 +231,22 @@ class JobState(Message):
     final_body: str | None = Field(None, description="the terminal body, kept for re-publishing")
     webhook_status: WebhookStatus | None = None
     progress: float = 0.0
+
+
+class AllowlistEnrollment(Message):
+    """Internal: images of one person to enroll, for a face worker (``allowlist-requests``)."""
+
+    identity_id: str
+    label: str
+    blob_keys: list[str]
+
+
+class AllowlistRecord(Message):
+    """An allowlist identity on the compacted ``framewise.allowlist.v1`` (null value: removed)."""
+
+    identity_id: str
+    label: str
+    status: Literal["pending", "enrolled", "failed"]
+    embeddings: list[str] = Field(default_factory=list, description="base64 float16, 512 each")
+    error: str | None = None
+    created_at: datetime

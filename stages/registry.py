@@ -42,15 +42,18 @@ class StageSpec:
     make_analyzer: Callable[[Settings], BatchAnalyzer]
     finalize_video: Callable[[VideoContext, Settings], dict[str, Any]] | None = None
     finalize_image: Callable[[dict[str, Any], Settings], dict[str, Any]] | None = None
+    # Stage-specific extras on the worker's Faust app (the face stage's allowlist agents).
+    attach: Callable[[Any, Settings, BatchAnalyzer], None] | None = None
 
 
 def stages() -> dict[str, StageSpec]:
     """Every stage, in the order the aggregator finalises them (scene first: others use shots)."""
+    from stages.face.stage import FACE
     from stages.ocr.stage import OCR
     from stages.scene.stage import SCENE
     from stages.tag.stage import TAG
 
-    return {spec.name: spec for spec in (SCENE, TAG, OCR)}
+    return {spec.name: spec for spec in (SCENE, TAG, OCR, FACE)}
 
 
 def enabled_stages(settings: Settings, media_type: str) -> list[StageSpec]:

@@ -30,6 +30,8 @@ def build_stage_app(spec: StageSpec, settings: Settings) -> faust.App:
     job_events = topic(app, topics.JOB_EVENTS)
     blobs = BlobStore(settings.data_dir)
     analyzer = spec.make_analyzer(settings)
+    if spec.attach is not None:
+        spec.attach(app, settings, analyzer)
 
     @app.agent(source, name=f"framewise.{spec.name}")
     async def analyse(stream):

@@ -77,6 +77,52 @@ def models() -> Path:
     return MODELS
 
 
+def build_models_dir(directory: Path) -> list[str]:
+    """A models directory for tests: the shared classifier, and a face pack of the real SCRFD
+    detector plus recognition/genderage stand-ins. Returns the stages it enables."""
+    from tests.face_standins import make_pack
+
+    stages = ["scene", "ocr"]
+    directory.mkdir(parents=True, exist_ok=True)
+    if (MODELS / "classify").is_dir():
+        (directory / "classify").symlink_to(MODELS / "classify")
+        stages.append("tag")
+    if (MODELS / "face" / "det_500m.onnx").is_file():
+        make_pack(directory / "face", MODELS / "face" / "det_500m.onnx")
+        stages.append("face")
+    return stages
+
+
+@pytest.fixture(scope="session")
+def face_models(tmp_path_factory) -> Path:
+    if not (MODELS / "face" / "det_500m.onnx").is_file():
+        pytest.skip(f"face detector not found at {MODELS}/face (set FRAMEWISE_TEST_MODELS)")
+    directory = tmp_path_factory.mktemp("models")
+    build_models_dir(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def faces_video(media, tmp_path_factory) -> Path:
+    """group photo 3 s | kitten 3 s | the group photo again, cropped and scaled, 3 s."""
+    import cv2
+
+    images = media / "images"
+    work = tmp_path_factory.mktemp("faces")
+    group = cv2.imread(str(images / "faces" / "t1.jpg"))
+    h, w = group.shape[:2]
+    moved = work / "t1_moved.jpg"
+    cv2.imwrite(str(moved), cv2.resize(group[int(0.05 * h) :, int(0.08 * w) :], (w, h)))
+    path = work / "faces.mp4"
+    write_image_video(
+        path,
+        [images / "faces" / "t1.jpg", images / "tags" / "kitten_224.png", moved],
+        3.0,
+        size=(1280, 886),
+    )
+    return path
+
+
 def write_image_video(
     path: Path, images: list[Path], seconds_each: float, fps: int = 10, size=(320, 240)
 ) -> None:
@@ -205,11 +251,9 @@ def pipeline(tmp_path_factory) -> Iterator[Pipeline]:
         FRAMEWISE_DEADLINE_CHECK_INTERVAL_S="0.2",
         FRAMEWISE_LOG_LEVEL="info",
     )
-    # Model stages run where the shared test models are present (tag: SqueezeNet).
-    stages = ["scene", "ocr"]
-    if (MODELS / "classify" / "squeezenet1.1_fp16.onnx").is_file():
-        stages.append("tag")
-    env.update(FRAMEWISE_MODELS_DIR=str(MODELS), FRAMEWISE_STAGES=json.dumps(stages))
+    # Model stages run where the shared test models are present.
+    stages = build_models_dir(base / "models")
+    env.update(FRAMEWISE_MODELS_DIR=str(base / "models"), FRAMEWISE_STAGES=json.dumps(stages))
     running = Pipeline(
         env=env,
         url=f"http://127.0.0.1:{api_port}",

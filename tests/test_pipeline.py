@@ -52,8 +52,12 @@ def check_testvideo_result(body: dict, stages: list[str]) -> None:
     assert job.result.metadata.width == 1280 and job.result.metadata.height == 720
     texts = {r.full_text for r in job.result.ocr_results}
     assert texts == {"Copyright © 2013 Brandon Castellano", "www.bcastell.com"}
-    # Stages not enabled here leave their fields as empty lists.
-    assert body["result"]["person_constellation_scenes"] == []
+    constellation = body["result"]["person_constellation_scenes"]
+    if "face" in stages:  # one entry per raw scene; nobody appears in this video
+        assert [c["time_segment"] for c in constellation] == body["result"]["raw_scenes"]
+        assert all(c["person_ids"] == [] for c in constellation)
+    else:  # a stage that is not enabled leaves its field an empty list
+        assert constellation == []
     if "tag" in stages:
         sections = job.result.sections
         covered = sorted(
@@ -266,3 +270,65 @@ def test_video_sections_end_to_end(pipeline, animals_video):
     assert [
         (round(t.start_seconds), round(t.end_seconds)) for t in sections["fish"].time_segments
     ] == [(3, 6)]
+
+
+def test_faces_in_a_video_and_an_image_batch_end_to_end(pipeline, faces_video, media):
+    if "face" not in pipeline.stages:
+        pytest.skip("the face detector is not installed")
+    body = pipeline.wait_job(submit_video(pipeline, faces_video))
+    scenes = VideoJob.model_validate(body).result.person_constellation_scenes
+    first, middle, last = ({p.person_id for p in s.person_ids} for s in scenes)
+    assert len(first) == 6 and middle == set() and last == first
+    group = base64.b64encode((media / "images" / "faces" / "t1.jpg").read_bytes()).decode()
+    with pipeline.client() as client:
+        response = client.post(
+            "/v1/images", json={"images": [{"external_id": "group", "data_base64": group}]}
+        )
+    images = ImageBatchJob.model_validate(pipeline.wait_job(response.headers["Location"]))
+    persons = images.items[0].result.person_ids
+    assert len(persons) == 6 and all(len(p.face_embedding) == 512 for p in persons)
+
+
+def face_crop_b64(media) -> str:
+    import cv2
+
+    group = cv2.imread(str(media / "images" / "faces" / "t1.jpg"))
+    crop = group[100:500, 300:700]  # around one face of the group photo
+    return base64.b64encode(cv2.imencode(".jpg", crop)[1].tobytes()).decode()
+
+
+def test_allowlist_enroll_list_remove(pipeline, media):
+    if "face" not in pipeline.stages:
+        pytest.skip("the face detector is not installed")
+    mask = base64.b64encode((media / "images" / "faces" / "mask_blue.jpg").read_bytes()).decode()
+    with pipeline.client() as client:
+        assert (
+            client.post(
+                "/v1/allowlist",
+                json={"label": "x", "images": [{"data_base64": "data:image/jpeg;base64," + mask}]},
+            ).status_code
+            == 400
+        )
+        response = client.post(
+            "/v1/allowlist",
+            json={"label": "Ada", "images": [{"data_base64": face_crop_b64(media)}]},
+        )
+        assert response.status_code == 202, response.text
+        location = response.headers["Location"]
+        failed = client.post(
+            "/v1/allowlist", json={"label": "nobody", "images": [{"data_base64": mask}]}
+        ).headers["Location"]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            identity, other = client.get(location).json(), client.get(failed).json()
+            if identity["status"] != "pending" and other["status"] != "pending":
+                break
+            time.sleep(0.2)
+        assert identity["status"] == "enrolled" and identity["faces"] == 1
+        assert identity["label"] == "Ada"
+        assert other["status"] == "failed" and "no face" in other["error"]
+        listed = client.get("/v1/allowlist").json()["identities"]
+        assert identity["identity_id"] in {i["identity_id"] for i in listed}
+        assert client.delete(location).status_code == 204
+        assert client.get(location).status_code == 404
+        assert client.delete(location).status_code == 404

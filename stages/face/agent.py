@@ -1,0 +1,89 @@
+"""The face worker's extra agents: it follows the allowlist topic (every worker reads every
+partition, like a global table) and computes the embeddings of new enrollments."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+import numpy as np
+
+from framewise import topics
+from framewise.blobstore import BlobStore
+from framewise.config import Settings
+from framewise.kafka import in_thread, to_bytes, topic, valid_events
+from framewise.media import MediaError, decode_image
+from framewise.topic_view import TopicView
+from schemas.messages import AllowlistEnrollment, AllowlistRecord
+from stages.face.allowlist import AllowlistIndex
+from stages.face.stage import FaceAnalyzer, encode_embedding
+
+log = logging.getLogger(__name__)
+
+
+def follow(index: AllowlistIndex):
+    """A TopicView callback that keeps ``index`` equal to the allowlist topic."""
+
+    def on_record(identity_id: str, value: bytes | None) -> None:
+        if value is None:
+            index.apply(identity_id, None)
+            return
+        try:
+            index.apply(identity_id, AllowlistRecord.model_validate_json(value))
+        except ValueError:
+            log.warning("allowlist record %s does not parse; ignored", identity_id)
+
+    return on_record
+
+
+def enrollment_embeddings(
+    analyzer: FaceAnalyzer, blobs: BlobStore, request: AllowlistEnrollment, max_pixels: int
+) -> tuple[list[str], str | None]:
+    """The embedding of the largest face in each image; an error when no image has one."""
+    embeddings, problems = [], []
+    for n, key in enumerate(request.blob_keys):
+        try:
+            bgr = np.ascontiguousarray(decode_image(blobs.get_bytes(key), max_pixels)[..., ::-1])
+        except (MediaError, FileNotFoundError) as exc:
+            problems.append(f"images[{n}]: {getattr(exc, 'message', exc)}")
+            continue
+        detections = analyzer.pack.detect(bgr)
+        if not detections:
+            problems.append(f"images[{n}]: no face found")
+            continue
+        largest = max(detections, key=lambda d: (d.bbox[2] - d.bbox[0]) * (d.bbox[3] - d.bbox[1]))
+        vector = analyzer.pack.embed([analyzer.pack.align(bgr, largest)])[0]
+        embeddings.append(encode_embedding(vector))
+    return embeddings, (None if embeddings else "; ".join(problems) or "no images")
+
+
+def attach_face_agents(app, settings: Settings, analyzer: FaceAnalyzer) -> None:
+    allowlist = topic(app, topics.ALLOWLIST)
+    requests = topic(app, topics.ALLOWLIST_REQUESTS)
+    blobs = BlobStore(settings.data_dir)
+    view = TopicView(settings, topics.ALLOWLIST.name, follow(analyzer.allowlist))
+
+    @app.task
+    async def follow_allowlist() -> None:
+        await view.start()
+
+    @app.agent(requests, name="framewise.face.enroll")
+    async def enroll(stream):
+        parse = AllowlistEnrollment.model_validate_json
+        async for _, request in valid_events(
+            app, topics.ALLOWLIST_REQUESTS, stream, parse, "AllowlistEnrollment"
+        ):
+            embeddings, error = await in_thread(
+                enrollment_embeddings, analyzer, blobs, request, settings.max_pixels
+            )
+            existing = analyzer.allowlist.get(request.identity_id)
+            record = AllowlistRecord(
+                identity_id=request.identity_id,
+                label=request.label,
+                status="enrolled" if embeddings else "failed",
+                embeddings=embeddings,
+                error=error,
+                created_at=existing.created_at if existing else datetime.now(UTC),
+            )
+            await allowlist.send(key=request.identity_id.encode(), value=to_bytes(record))
+            blobs.delete_prefix(f"allowlist/{request.identity_id}")
