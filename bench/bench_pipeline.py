@@ -13,6 +13,9 @@ ratio against a baseline measured in the same run on the same video.
   the same settings, on the same detail frames;
 * tags: the tag stage's analyzer vs the ONNX classifier session called directly (needs
   ``FRAMEWISE_MODELS_DIR`` with the classifier; skipped otherwise);
+* faces: the face stage's analyzer (detection, alignment, batched embeddings and gender/age,
+  thumbnails) vs insightface's own per-face calls on the same frames of a group-photo video
+  (the real SCRFD detector with recognition/genderage stand-ins of the real signatures);
 * end to end: wall time from upload to finished result through broker, workers and API, vs the
   video's duration.
 """
@@ -172,6 +175,59 @@ def bench_tags(batches) -> None:
     )
 
 
+def bench_faces(media: Path) -> None:
+    import cv2
+
+    from stages.face.stage import FaceAnalyzer
+    from tests.conftest import MODELS, write_image_video
+    from tests.face_standins import make_pack
+
+    detector = MODELS / "face" / "det_500m.onnx"
+    if not detector.is_file():
+        print(f"faces    skipped: no detector at {detector}")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        make_pack(root / "models" / "face", detector)
+        video = root / "group.mp4"
+        write_image_video(video, [media / "images" / "faces" / "t1.jpg"], 8.0, size=(1280, 886))
+        settings = Settings(models_dir=root / "models", data_dir=root / "data")
+        analyzer = FaceAnalyzer(settings)
+        batches = detail_batches(video, settings)
+        frames = [np.ascontiguousarray(f[..., ::-1]) for fr, _ in batches for f in fr]
+        pack = analyzer.pack
+
+        def direct() -> int:
+            from insightface.app.common import Face
+
+            faces = 0
+            for bgr in frames:
+                boxes, kps = pack.detector.detect(bgr, input_size=(640, 640))
+                for box, points in zip(boxes, kps, strict=True):
+                    face = Face(bbox=box[:4], kps=points, det_score=box[4])
+                    pack.recognizer.get(bgr, face)
+                    pack.genderage.get(bgr, face)
+                    cv2.imencode(".jpg", pack.align(bgr, face_kps(points)))
+                    faces += 1
+            return faces
+
+        direct()
+        t_direct, n_faces = timed(direct)
+        t_stage, _ = timed(lambda: [analyzer.analyze(f, m) for f, m in batches])
+    n = len(frames)
+    print(f"faces    insightface direct {n / t_direct:8.1f} frames/s   ({n_faces} faces)")
+    print(
+        f"faces    stage              {n / t_stage:8.1f} frames/s   "
+        f"ratio {t_direct / t_stage:.2f}x of direct"
+    )
+
+
+def face_kps(points):
+    from stages.face.models import Detection
+
+    return Detection(np.zeros(4), points, 1.0)
+
+
 def peak_memory(path: Path) -> int:
     tracemalloc.start()
     scene_stage(path)
@@ -250,6 +306,7 @@ def main() -> None:
     batches = detail_batches(video, Settings())
     bench_ocr(batches)
     bench_tags(batches)
+    bench_faces(media)
 
     wall = end_to_end(video)
     print(

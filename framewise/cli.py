@@ -94,6 +94,19 @@ def cmd_topics(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    from framewise.models import fetch_pack, list_models
+
+    settings = get_settings()
+    if args.action == "fetch":
+        if not args.pack or not args.sha256:
+            raise SystemExit("framewise models fetch PACK --sha256 HEX [--url URL]")
+        print(f"installed into {fetch_pack(args.pack, args.sha256, settings, args.url)}")
+    for line in list_models(settings):
+        print(line)
+    return 0
+
+
 def cmd_schemas(args: argparse.Namespace) -> int:
     from schemas.export import write
 
@@ -258,6 +271,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("api", help="run the REST API")
     sub.add_parser("broker", help="run only the embedded broker")
     sub.add_parser("topics", help="create every topic on the configured cluster")
+    models = sub.add_parser("models", help="list installed models, or fetch a face pack")
+    models.add_argument("action", nargs="?", choices=["list", "fetch"], default="list")
+    models.add_argument("pack", nargs="?", help="buffalo_l, buffalo_m, buffalo_s")
+    models.add_argument("--sha256", help="expected sha256 of the pack archive")
+    models.add_argument("--url", help="download from here instead")
     schemas = sub.add_parser("schemas", help="write the JSON Schemas")
     schemas.add_argument("--out", default="docs/schemas")
     analyze = sub.add_parser("analyze", help="submit a video or images and print the result")
@@ -274,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         "topics": cmd_topics,
         "schemas": cmd_schemas,
         "analyze": cmd_analyze,
+        "models": cmd_models,
     }
     return handlers[args.command](args)
 

@@ -208,7 +208,7 @@ class Settings(BaseSettings):
             active.append("tag")
         active.append("ocr")  # its default models ship in the rapidocr wheel
         pack = self.model_path(self.face_pack)
-        if any(pack.glob(pattern) for pattern in RECOGNIZER_NAMES):
+        if any(any(pack.glob(pattern)) for pattern in RECOGNIZER_NAMES):
             active.append("face")
         return active
 

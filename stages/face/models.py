@@ -29,6 +29,14 @@ class FacePackMissing(RuntimeError):
     pass
 
 
+def is_yunet(path: Path) -> bool:
+    """OpenCV zoo's YuNet detector (outputs ``cls_*``/``obj_*``/``bbox_*``/``kps_*``)."""
+    import onnx
+
+    outputs = [o.name for o in onnx.load(str(path), load_external_data=False).graph.output]
+    return any(name.startswith("obj_") for name in outputs)
+
+
 class FaceModelPack:
     def __init__(
         self,
@@ -59,6 +67,9 @@ class FaceModelPack:
             )
         detectors = {}
         for path in sorted(self.pack_dir.glob("*.onnx")):
+            if is_yunet(path):  # insightface's router would take it for SCRFD
+                log.info("skipping %s: YuNet is not an insightface model", path.name)
+                continue
             model = get_model(str(path), providers=self.providers)
             task = getattr(model, "taskname", None)
             if task == "detection":
