@@ -56,6 +56,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = get_settings()
     asyncio.run(ensure_topics(settings))
     app = build_worker_app(args.role, settings)
+    from framewise.metrics import serve
+
+    serve(settings.metrics_port)
     Worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
     return 0
 
@@ -104,6 +107,13 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(f"installed into {fetch_pack(args.pack, args.sha256, settings, args.url)}")
     for line in list_models(settings):
         print(line)
+    return 0
+
+
+def cmd_hash_key(args: argparse.Namespace) -> int:
+    from ingest_api.auth import hash_key
+
+    print(hash_key(args.key))  # put this in FRAMEWISE_API_KEY_HASHES; keep the key itself
     return 0
 
 
@@ -276,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     models.add_argument("pack", nargs="?", help="buffalo_l, buffalo_m, buffalo_s")
     models.add_argument("--sha256", help="expected sha256 of the pack archive")
     models.add_argument("--url", help="download from here instead")
+    hash_key = sub.add_parser("hash-key", help="print the digest of an API key for the config")
+    hash_key.add_argument("key")
     schemas = sub.add_parser("schemas", help="write the JSON Schemas")
     schemas.add_argument("--out", default="docs/schemas")
     analyze = sub.add_parser("analyze", help="submit a video or images and print the result")
@@ -293,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         "schemas": cmd_schemas,
         "analyze": cmd_analyze,
         "models": cmd_models,
+        "hash-key": cmd_hash_key,
     }
     return handlers[args.command](args)
 

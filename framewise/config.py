@@ -41,6 +41,9 @@ class Settings(BaseSettings):
         False, description="short consumer-group timeouts (tests, embedded single machine)"
     )
     max_message_bytes: int = Field(16 * 1024 * 1024, description="largest Kafka message")
+    max_ingest_message_bytes: int = Field(
+        8 * 1024 * 1024, description="larger ingest messages are dead-lettered"
+    )
 
     # --- storage -----------------------------------------------------------------------------
     data_dir: Path = Field(
@@ -55,6 +58,15 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(2 * 1024**3, description="largest accepted video upload")
     max_image_batch_bytes: int = Field(64 * 1024 * 1024, description="largest POST /v1/images")
     max_images_per_batch: int = 256
+    api_key_hashes: list[str] = Field(
+        default_factory=list,
+        description="sha256 hex digests of accepted API keys (`framewise hash-key`); empty: "
+        "no authentication (local use)",
+    )
+    max_active_jobs: int = Field(
+        1000, ge=1, description="queued + processing jobs before new ones get 429"
+    )
+    retry_after_s: int = Field(5, ge=1, description="Retry-After sent with 429")
     default_max_processing_time_s: int = Field(
         0, ge=0, description="Max-Processing-Time when the header is absent; 0: no limit"
     )
@@ -184,6 +196,7 @@ class Settings(BaseSettings):
 
     # --- operations --------------------------------------------------------------------------
     log_level: str = "info"
+    metrics_port: int = Field(0, ge=0, description="worker Prometheus port; 0: off")
     deadline_check_interval_s: float = Field(1.0, gt=0)
 
     @property

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from framewise import topics
 from framewise.config import Settings
+from framewise.metrics import DEAD_LETTERS
 from schemas.messages import DeadLetter
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,7 @@ async def dead_letter(
     log.warning(
         "dead-lettered %s@%s/%s: %s", spec.name, message.partition, message.offset, reason[:300]
     )
+    DEAD_LETTERS.labels(spec.name).inc()
     try:
         await app.topic(spec.dead_letter, value_serializer="raw", key_serializer="raw").send(
             key=message.key, value=to_bytes(letter)
@@ -136,11 +138,22 @@ async def dead_letter(
 
 
 async def valid_events(
-    app: faust.App, spec: topics.TopicSpec, stream: Any, parse: Callable[[bytes], T], what: str
+    app: faust.App,
+    spec: topics.TopicSpec,
+    stream: Any,
+    parse: Callable[[bytes], T],
+    what: str,
+    max_bytes: int | None = None,
 ) -> AsyncIterator[tuple[Any, T]]:
-    """Each event of ``stream`` with its parsed value; what does not parse is dead-lettered
-    with the validation error, so a malformed message never stops the consumer."""
+    """Each event of ``stream`` with its parsed value; what does not parse, or is larger than
+    ``max_bytes``, is dead-lettered with the reason, so a bad message never stops the consumer."""
     async for event in stream.events():
+        size = len(event.value or b"")
+        if max_bytes is not None and size > max_bytes:
+            await dead_letter(
+                app, spec, event, f"{what} of {size} bytes exceeds the limit of {max_bytes} bytes"
+            )
+            continue
         try:
             yield event, parse(event.value)
         except ValidationError as exc:

@@ -234,8 +234,14 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
     if not data:
         raise MediaError(ErrorCode.unsupported_media, "the image is empty")
     array = np.frombuffer(data, dtype=np.uint8)
-    # Read the header first so a decompression bomb is refused before it is decoded.
-    header = cv2.imdecode(array, cv2.IMREAD_REDUCED_GRAYSCALE_8)
+    # Read a reduced image first so a decompression bomb is refused before a full decode;
+    # OpenCV itself raises for anything above OPENCV_IO_MAX_IMAGE_PIXELS.
+    try:
+        header = cv2.imdecode(array, cv2.IMREAD_REDUCED_GRAYSCALE_8)
+    except cv2.error as exc:
+        raise MediaError(
+            ErrorCode.unsupported_media, "the image exceeds the pixel limit or is not an image"
+        ) from exc
     if header is None:
         raise MediaError(ErrorCode.unsupported_media, "not a decodable image")
     if header.shape[0] * header.shape[1] * 64 > max_pixels:

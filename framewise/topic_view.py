@@ -17,7 +17,10 @@ log = logging.getLogger(__name__)
 
 class TopicView:
     def __init__(
-        self, settings: Settings, topic: str, on_record: Callable[[str, bytes | None], None]
+        self,
+        settings: Settings,
+        topic: str,
+        on_record: Callable[[str, bytes | None, dict[str, bytes]], None],
     ) -> None:
         self.settings = settings
         self.topic = topic
@@ -59,7 +62,8 @@ class TopicView:
             try:
                 async for message in self._consumer:
                     if message.key:
-                        self.on_record(message.key.decode(), message.value)
+                        headers = {k: v for k, v in (message.headers or ())}
+                        self.on_record(message.key.decode(), message.value, headers)
             except asyncio.CancelledError:
                 raise
             except Exception:  # keep following through broker hiccups and bad records

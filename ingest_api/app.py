@@ -11,8 +11,9 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from aiokafka import AIOKafkaProducer
-from fastapi import FastAPI, Header, Query, Request, Response
+from fastapi import Depends, FastAPI, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
@@ -21,7 +22,9 @@ from framewise.blobstore import BlobStore
 from framewise.config import Settings, get_settings
 from framewise.kafka import ensure_topics, to_bytes
 from framewise.media import MediaError, probe_video
+from framewise.metrics import JOBS_ACCEPTED, JOBS_REFUSED
 from framewise.topic_view import TopicView
+from ingest_api.auth import ApiKeys
 from ingest_api.problems import (
     BodySizeLimit,
     ProblemError,
@@ -30,7 +33,7 @@ from ingest_api.problems import (
     problem_responses,
     validation_exception_handler,
 )
-from ingest_api.status_view import StatusView
+from ingest_api.status_view import OWNER_HEADER, StatusView
 from schemas.api import (
     AllowlistEnrollRequest,
     AllowlistIdentity,
@@ -57,6 +60,14 @@ MaxProcessingTime = Annotated[
         description="seconds; 0: no limit; absent: the server default",
     ),
 ]
+
+
+def caller(request: Request) -> str | None:
+    """The API key id of the request (``None`` with authentication off); 401 otherwise."""
+    return request.app.state.api_keys.owner(request)
+
+
+Owner = Annotated[str | None, Depends(caller)]
 
 
 def new_job_id(kind: Literal["video", "image_batch"]) -> str:
@@ -97,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Public API for asynchronous image and video analysis.",
         lifespan=lifespan,
     )
+    app.state.api_keys = ApiKeys(settings.api_key_hashes)
     app.add_middleware(
         BodySizeLimit,
         limits={"/v1/videos": settings.max_upload_bytes},
@@ -106,11 +118,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(HTTPException, http_exception_handler)
     app.add_exception_handler(RequestValidationError, validation_exception_handler)
 
-    async def publish(job_id: str, queued_body: bytes, request: IngestRequest) -> None:
+    def admit() -> None:
+        """Backpressure: refuse work beyond what the pipeline holds, before reading a body."""
+        if len(view.active) >= settings.max_active_jobs:
+            JOBS_REFUSED.inc()
+            raise ProblemError(
+                429,
+                "Too Many Requests",
+                f"{len(view.active)} jobs are queued or processing; retry later",
+                headers={"Retry-After": str(settings.retry_after_s)},
+            )
+
+    async def publish(
+        job_id: str, queued_body: bytes, request: IngestRequest, owner: str | None
+    ) -> None:
         producer = producer_box["p"]
         key = job_id.encode()
+        headers = [(OWNER_HEADER, owner.encode())] if owner else None
+        view.owners[job_id] = owner or ""
+        JOBS_ACCEPTED.labels(request.media_type).inc()
         view.apply(job_id, queued_body)
-        await producer.send_and_wait(topics.JOB_STATUS.name, queued_body, key=key)
+        await producer.send_and_wait(topics.JOB_STATUS.name, queued_body, key=key, headers=headers)
         await producer.send_and_wait(topics.INGEST.name, to_bytes(request), key=key)
 
     def limit_of(header: int | None) -> int:
@@ -135,10 +163,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def submit_video(
         request: Request,
         response: Response,
+        owner: Owner,
         max_processing_time: MaxProcessingTime = None,
         webhook_url: Annotated[str | None, Query(alias="webhook.url")] = None,
         webhook_secret: Annotated[str | None, Query(alias="webhook.secret")] = None,
     ) -> JobAccepted:
+        admit()
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if not content_type.startswith(VIDEO_TYPES):
             raise ProblemError(
@@ -177,7 +207,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_processing_time_s=limit_of(max_processing_time),
             submitted_at=now,
         )
-        await publish(job_id, to_bytes(queued), ingest)
+        await publish(job_id, to_bytes(queued), ingest, owner)
         response.headers["Location"] = f"/v1/videos/{job_id}"
         return JobAccepted(job_id=job_id)
 
@@ -189,8 +219,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Submit a batch of base64 images for analysis",
     )
     async def submit_images(
-        body: ImageBatchRequest, response: Response, max_processing_time: MaxProcessingTime = None
+        body: ImageBatchRequest,
+        response: Response,
+        owner: Owner,
+        max_processing_time: MaxProcessingTime = None,
     ) -> JobAccepted:
+        admit()
         if len(body.images) > settings.max_images_per_batch:
             raise ProblemError(
                 413, "Too many images", f"at most {settings.max_images_per_batch} images per batch"
@@ -243,16 +277,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_processing_time_s=limit_of(max_processing_time),
             submitted_at=now,
         )
-        await publish(job_id, to_bytes(queued), ingest)
+        await publish(job_id, to_bytes(queued), ingest, owner)
         response.headers["Location"] = f"/v1/images/{job_id}"
         return JobAccepted(job_id=job_id)
 
-    async def job_response(job_id: str, prefix: str) -> Response:
+    async def job_response(job_id: str, prefix: str, owner: str | None) -> Response:
         body = view.jobs.get(job_id) if job_id.startswith(prefix) else None
         if body is None and job_id.startswith(prefix):
             await view.caught_up()
             body = view.jobs.get(job_id)
-        if body is None:
+        # Another key's job is reported exactly like a job that does not exist.
+        if body is None or (owner is not None and view.owners.get(job_id, "") not in ("", owner)):
             raise ProblemError(404, "Not Found", f"no job {job_id!r}")
         return Response(content=body, media_type="application/json")
 
@@ -263,8 +298,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses=problem_responses(404),
         summary="Status and result of a video job",
     )
-    async def get_video(job_id: str) -> Response:
-        return await job_response(job_id, "video_")
+    async def get_video(job_id: str, owner: Owner) -> Response:
+        return await job_response(job_id, "video_", owner)
 
     @app.get(
         "/v1/images/{job_id}",
@@ -273,8 +308,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses=problem_responses(404),
         summary="Status and per-item results of an image batch",
     )
-    async def get_images(job_id: str) -> Response:
-        return await job_response(job_id, "image_batch_")
+    async def get_images(job_id: str, owner: Owner) -> Response:
+        return await job_response(job_id, "image_batch_", owner)
 
     @app.get(
         "/v1/latency",
@@ -282,7 +317,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses=problem_responses(400),
         summary="Observed processing time per media unit over recent finished jobs",
     )
-    async def latency(media_type: Literal["video", "image"]) -> LatencyReport:
+    async def latency(media_type: Literal["video", "image"], owner: Owner) -> LatencyReport:
         samples = view.latency[media_type]
         return LatencyReport(
             media_type=media_type,
@@ -309,7 +344,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses=problem_responses(400, 413, 422),
         summary="Enroll a person (images of one face) on the allowlist",
     )
-    async def enroll(body: AllowlistEnrollRequest, response: Response) -> AllowlistIdentity:
+    async def enroll(
+        body: AllowlistEnrollRequest, response: Response, owner: Owner
+    ) -> AllowlistIdentity:
         images = []
         for i, image in enumerate(body.images):
             try:
@@ -346,7 +383,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         response_model_exclude_none=True,
         summary="Enrolled allowlist identities",
     )
-    async def list_allowlist() -> AllowlistListing:
+    async def list_allowlist(owner: Owner) -> AllowlistListing:
         records = sorted(allowlist.records(), key=lambda r: r.created_at)
         return AllowlistListing(identities=[identity_body(r) for r in records])
 
@@ -365,7 +402,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         response_model_exclude_none=True,
         responses=problem_responses(404),
     )
-    async def get_identity(identity_id: str) -> AllowlistIdentity:
+    async def get_identity(identity_id: str, owner: Owner) -> AllowlistIdentity:
         return identity_body(await known_identity(identity_id))
 
     @app.delete(
@@ -374,11 +411,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses=problem_responses(404),
         summary="Remove an identity",
     )
-    async def remove_identity(identity_id: str) -> Response:
+    async def remove_identity(identity_id: str, owner: Owner) -> Response:
         await known_identity(identity_id)
         allowlist.apply(identity_id, None)
         await producer_box["p"].send_and_wait(topics.ALLOWLIST.name, None, key=identity_id.encode())
         return Response(status_code=204)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", include_in_schema=False)
     async def health() -> dict:

@@ -17,9 +17,17 @@ PROBLEM_TYPE = "application/problem+json"
 
 
 class ProblemError(Exception):
-    def __init__(self, status: int, title: str, detail: str, errors: list[dict] | None = None):
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        errors: list[dict] | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(detail)
         self.problem = Problem(status=status, title=title, detail=detail, errors=errors)
+        self.headers = headers
 
 
 def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -41,7 +49,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 async def problem_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ProblemError)
-    return problem_response(exc.problem)
+    return problem_response(exc.problem, headers=exc.headers)
 
 
 async def http_exception_handler(request: Request, exc: Exception) -> JSONResponse:

@@ -13,9 +13,11 @@ from datetime import datetime
 
 from framewise import topics
 from framewise.config import Settings
+from framewise.metrics import JOB_SECONDS, JOBS_ACTIVE, JOBS_FINISHED, WEBHOOK_FAILURES
 from framewise.topic_view import TopicView
 
 LATENCY_WINDOW = 200  # recent finished jobs per media type
+OWNER_HEADER = "framewise-owner"  # on the API's `queued` record: which API key made the job
 
 
 class StatusView:
@@ -26,6 +28,9 @@ class StatusView:
             "image": deque(maxlen=LATENCY_WINDOW),
         }
         self._sampled: set[str] = set()
+        self.owners: dict[str, str] = {}  # job id -> API key id that created it
+        self.active: set[str] = set()  # queued or processing: the queue depth
+        self._failed: set[str] = set()  # jobs whose webhook was given up on
         self.view = TopicView(settings, topics.JOB_STATUS.name, self._on_record)
 
     async def start(self) -> None:
@@ -37,34 +42,58 @@ class StatusView:
     async def caught_up(self, timeout: float = 2.0) -> None:
         await self.view.caught_up(timeout)
 
-    def _on_record(self, job_id: str, body: bytes | None) -> None:
+    def _on_record(self, job_id: str, body: bytes | None, headers: dict[str, bytes]) -> None:
+        owner = headers.get(OWNER_HEADER)
+        if owner:
+            self.owners[job_id] = owner.decode()
         if body:
             self.apply(job_id, body)
 
     def apply(self, job_id: str, body: bytes) -> None:
         self.jobs[job_id] = body
-        if job_id in self._sampled:
-            return
         try:
             parsed = json.loads(body)
         except ValueError:
             return
-        if parsed.get("status") != "finished":
+        status = parsed.get("status")
+        media_type = "video" if job_id.startswith("video_") else "image"
+        if status in ("queued", "processing"):
+            self.active.add(job_id)
+            JOBS_ACTIVE.set(len(self.active))
             return
-        self._sampled.add(job_id)
-        sample = _latency_sample(parsed)
-        if sample is not None:
-            self.latency["video" if job_id.startswith("video_") else "image"].append(sample)
+        if job_id in self.active:
+            self.active.discard(job_id)
+            JOBS_ACTIVE.set(len(self.active))
+            JOBS_FINISHED.labels(media_type, status).inc()
+            seconds = _elapsed_seconds(parsed)
+            if seconds is not None:
+                JOB_SECONDS.labels(media_type).observe(seconds)
+        webhook = parsed.get("webhook") or {}
+        if webhook.get("attempts") and not webhook.get("delivered") and job_id not in self._failed:
+            self._failed.add(job_id)
+            WEBHOOK_FAILURES.inc()
+        if status == "finished" and job_id not in self._sampled:
+            self._sampled.add(job_id)
+            sample = _latency_sample(parsed)
+            if sample is not None:
+                self.latency["video" if job_id.startswith("video_") else "image"].append(sample)
+
+
+def _elapsed_seconds(body: dict) -> float | None:
+    try:
+        return (
+            datetime.fromisoformat(body["updated_at"]) - datetime.fromisoformat(body["created_at"])
+        ).total_seconds()
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _latency_sample(body: dict) -> float | None:
     """Milliseconds of server-side processing per media unit for one finished job."""
-    try:
-        elapsed_ms = (
-            datetime.fromisoformat(body["updated_at"]) - datetime.fromisoformat(body["created_at"])
-        ).total_seconds() * 1000
-    except (KeyError, TypeError, ValueError):
+    seconds = _elapsed_seconds(body)
+    if seconds is None:
         return None
+    elapsed_ms = seconds * 1000
     if "items" in body:
         units = len(body["items"])
     else:

@@ -16,6 +16,7 @@ from framewise import topics
 from framewise.blobstore import BlobStore
 from framewise.config import Settings
 from framewise.kafka import dead_letter, in_thread, make_app, to_bytes, topic, valid_events
+from framewise.metrics import STAGE_BATCHES, STAGE_FRAMES, STAGE_SECONDS
 from schemas.api import ErrorCode, JobError
 from schemas.messages import BatchResult, FrameBatch
 from stages.registry import StageSpec
@@ -44,9 +45,12 @@ def build_stage_app(spec: StageSpec, settings: Settings) -> faust.App:
                 continue
             error = None
             payload: dict = {}
+            started = time.perf_counter()
             try:
                 frames = await in_thread(blobs.get_array, batch.blob_key)
                 payload = await in_thread(analyzer.analyze, frames, batch)
+                STAGE_SECONDS.labels(spec.name).observe(time.perf_counter() - started)
+                STAGE_FRAMES.labels(spec.name).inc(len(frames) - batch.context_frames)
             except FileNotFoundError:
                 log.info("%s: frames of %s are gone (job ended); skipping", spec.name, batch.job_id)
                 continue
@@ -54,6 +58,7 @@ def build_stage_app(spec: StageSpec, settings: Settings) -> faust.App:
                 log.exception("%s failed on %s", spec.name, batch.blob_key)
                 error = JobError(code=ErrorCode.internal, message=f"{spec.name} stage: {exc}")
                 await dead_letter(app, source_spec, event, f"{spec.name} stage failed: {exc!r}")
+            STAGE_BATCHES.labels(spec.name, "failed" if error else "ok").inc()
             result = BatchResult(
                 job_id=batch.job_id,
                 stage=spec.name,

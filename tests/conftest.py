@@ -181,16 +181,19 @@ class Pipeline:
     stages: list[str]
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
-    def start(self, role: str) -> None:
+    def start(self, role: str, name: str | None = None, **env: str) -> None:
+        """Start a worker or the API; ``name`` and extra ``FRAMEWISE_*`` values make a second
+        instance with other settings (a second API replica, say)."""
         command = [
             sys.executable,
             "-m",
             "framewise.cli",
             *(["api"] if role == "api" else ["worker", role]),
         ]
-        log = (self.log_dir / f"{role}.log").open("ab")
-        self.processes[role] = subprocess.Popen(
-            command, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+        name = name or role
+        log = (self.log_dir / f"{name}.log").open("ab")
+        self.processes[name] = subprocess.Popen(
+            command, env={**self.env, **env}, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
         )
 
     def kill(self, role: str) -> None:
@@ -249,6 +252,7 @@ def pipeline(tmp_path_factory) -> Iterator[Pipeline]:
         FRAMEWISE_WEBHOOK_BACKOFF_S="0.2",
         FRAMEWISE_WEBHOOK_MAX_ATTEMPTS="3",
         FRAMEWISE_DEADLINE_CHECK_INTERVAL_S="0.2",
+        FRAMEWISE_MAX_INGEST_MESSAGE_BYTES=str(1024 * 1024),
         FRAMEWISE_LOG_LEVEL="info",
     )
     # Model stages run where the shared test models are present.

@@ -332,3 +332,16 @@ def test_allowlist_enroll_list_remove(pipeline, media):
         assert client.delete(location).status_code == 204
         assert client.get(location).status_code == 404
         assert client.delete(location).status_code == 404
+
+
+def test_prometheus_metrics(pipeline):
+    with pipeline.client() as client:
+        text = client.get("/metrics").text
+    for name in (
+        "framewise_jobs_accepted_total",
+        "framewise_jobs_active",
+        "framewise_job_seconds_bucket",
+        "framewise_webhook_failures_total",
+    ):
+        assert name in text
+    assert 'framewise_jobs_accepted_total{media_type="video"}' in text

@@ -16,7 +16,7 @@ import faust
 from framewise import topics
 from framewise.blobstore import BlobStore
 from framewise.config import Settings
-from framewise.kafka import in_thread, make_app, to_bytes, topic, valid_events
+from framewise.kafka import dead_letter, in_thread, make_app, to_bytes, topic, valid_events
 from framewise.media import DecodedBatch, MediaError, decode_image, decode_video_segment, resize_to
 from schemas.api import ErrorCode, JobError
 from schemas.messages import DecodeTask, FrameBatch, IngestRequest, JobFailed, SegmentDecoded
@@ -42,14 +42,21 @@ def build_decode_app(settings: Settings) -> faust.App:
     @app.agent(ingest, name="framewise.plan")
     async def plan_jobs(stream):
         parse = IngestRequest.model_validate_json
-        async for _, request in valid_events(app, topics.INGEST, stream, parse, "IngestRequest"):
+        async for _, request in valid_events(
+            app, topics.INGEST, stream, parse, "IngestRequest", settings.max_ingest_message_bytes
+        ):
             key = request.job_id.encode()
             try:
                 planned, tasks, failed = await in_thread(plan, request, blobs, settings)
-            except MediaError as exc:
+            except Exception as exc:  # unreadable media, or anything unexpected: the job fails
+                if isinstance(exc, MediaError):
+                    error = JobError(code=exc.code, message=exc.message)
+                else:
+                    log.exception("planning %s failed", request.job_id)
+                    error = JobError(code=ErrorCode.internal, message=f"planning failed: {exc!r}")
                 failure = JobFailed(
                     job_id=request.job_id,
-                    error=JobError(code=exc.code, message=exc.message),
+                    error=error,
                     media_type=request.media_type,
                     webhook=request.webhook,
                     submitted_at=request.submitted_at,
@@ -115,7 +122,9 @@ def build_decode_app(settings: Settings) -> faust.App:
     @app.agent(decode_tasks, name="framewise.decode")
     async def decode(stream):
         parse = DecodeTask.model_validate_json
-        async for _, task in valid_events(app, topics.DECODE_TASKS, stream, parse, "DecodeTask"):
+        async for event, task in valid_events(
+            app, topics.DECODE_TASKS, stream, parse, "DecodeTask"
+        ):
             if task.deadline is not None and time.time() > task.deadline:
                 continue  # the aggregator fails the job at its deadline
             counts: Counter = Counter()
@@ -132,6 +141,10 @@ def build_decode_app(settings: Settings) -> faust.App:
                 error = JobError(
                     code=ErrorCode.unsupported_media, message="the media is no longer stored"
                 )
+            except Exception as exc:  # never let one task kill the agent
+                log.exception("decoding %s segment %s failed", task.job_id, task.segment_index)
+                error = JobError(code=ErrorCode.internal, message=f"decode failed: {exc!r}")
+                await dead_letter(app, topics.DECODE_TASKS, event, f"decode failed: {exc!r}")
             done = SegmentDecoded(
                 job_id=task.job_id,
                 segment_index=task.segment_index,

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 def follow(index: AllowlistIndex):
     """A TopicView callback that keeps ``index`` equal to the allowlist topic."""
 
-    def on_record(identity_id: str, value: bytes | None) -> None:
+    def on_record(identity_id: str, value: bytes | None, headers: dict[str, bytes]) -> None:
         if value is None:
             index.apply(identity_id, None)
             return
