@@ -23,6 +23,7 @@ from framewise.config import Settings, get_settings
 from framewise.kafka import ensure_topics, to_bytes
 from framewise.media import MediaError, probe_video
 from framewise.metrics import JOBS_ACCEPTED, JOBS_REFUSED
+from framewise.retention import expired_jobs, sweep_blobs
 from framewise.topic_view import TopicView
 from ingest_api.auth import ApiKeys
 from ingest_api.problems import (
@@ -95,9 +96,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         producer_box["p"] = producer
         await view.start()
         await allowlist_view.start()
+        sweeper = asyncio.create_task(enforce_retention())
         try:
             yield
         finally:
+            sweeper.cancel()
             await allowlist_view.stop()
             await view.stop()
             await producer.stop()
@@ -117,6 +120,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(ProblemError, problem_error_handler)
     app.add_exception_handler(HTTPException, http_exception_handler)
     app.add_exception_handler(RequestValidationError, validation_exception_handler)
+
+    async def enforce_retention() -> None:
+        """Every few minutes: forget expired jobs, delete media older than the retention."""
+        max_age = settings.retention_hours * 3600
+        while True:
+            view.forget(expired_jobs(view.bodies(), max_age))
+            await asyncio.to_thread(sweep_blobs, blobs, max_age)
+            await asyncio.sleep(min(600.0, max_age / 10))
 
     def admit() -> None:
         """Backpressure: refuse work beyond what the pipeline holds, before reading a body."""

@@ -42,6 +42,23 @@ class StatusView:
     async def caught_up(self, timeout: float = 2.0) -> None:
         await self.view.caught_up(timeout)
 
+    def forget(self, job_ids: list[str]) -> None:
+        """Drop expired jobs (retention); their records expire from the topic too."""
+        for job_id in job_ids:
+            self.jobs.pop(job_id, None)
+            self.owners.pop(job_id, None)
+            self._sampled.discard(job_id)
+            self._failed.discard(job_id)
+
+    def bodies(self) -> dict[str, dict]:
+        out = {}
+        for job_id, raw in self.jobs.items():
+            try:
+                out[job_id] = json.loads(raw)
+            except ValueError:
+                continue
+        return out
+
     def _on_record(self, job_id: str, body: bytes | None, headers: dict[str, bytes]) -> None:
         owner = headers.get(OWNER_HEADER)
         if owner:
