@@ -198,6 +198,12 @@ class Settings(BaseSettings):
     log_level: str = "info"
     metrics_port: int = Field(0, ge=0, description="worker Prometheus port; 0: off")
     deadline_check_interval_s: float = Field(1.0, gt=0)
+    stall_timeout_s: float = Field(
+        60.0, gt=0, description="an unfinished job without progress this long is reconciled"
+    )
+    max_reconciliations: int = Field(
+        3, ge=0, description="after this many, a stalled job fails with the reason"
+    )
 
     @property
     def bootstrap(self) -> str:

@@ -96,7 +96,6 @@ def make_app(role: str, settings: Settings) -> faust.App:
         producer_max_request_size=settings.max_message_bytes,
         consumer_max_fetch_size=settings.max_message_bytes,
         consumer_auto_offset_reset="earliest",
-        stream_recovery_delay=0.0 if fast else 3.0,
         **extra,
     )
     return app

@@ -124,6 +124,9 @@ class JobPlanned(Message):
     webhook: WebhookConfig | None = None
     deadline: float | None = None
     submitted_at: datetime
+    decode_tasks: list[DecodeTask] = Field(
+        default_factory=list, description="re-published for segments whose work was lost"
+    )
 
 
 class SegmentDecoded(Message):
@@ -160,6 +163,13 @@ class DeadlinePassed(Message):
     job_id: str
 
 
+class Reconcile(Message):
+    """Internal: the aggregator's timer found a job without progress."""
+
+    kind: Literal["reconcile"] = "reconcile"
+    job_id: str
+
+
 class WebhookOutcome(Message):
     kind: Literal["webhook_outcome"] = "webhook_outcome"
     job_id: str
@@ -170,7 +180,13 @@ class WebhookOutcome(Message):
 
 
 JobEvent = Annotated[
-    JobPlanned | SegmentDecoded | BatchResult | JobFailed | DeadlinePassed | WebhookOutcome,
+    JobPlanned
+    | SegmentDecoded
+    | BatchResult
+    | JobFailed
+    | DeadlinePassed
+    | Reconcile
+    | WebhookOutcome,
     Field(discriminator="kind"),
 ]
 
@@ -225,7 +241,16 @@ class JobState(Message):
     deadline: float | None = None
     submitted_at: datetime
     segments: dict[str, SegmentState] = Field(default_factory=dict)
+    received: dict[str, dict[str, int]] = Field(
+        default_factory=dict,
+        description="stage -> segment -> bitmask of batches counted (written with the counts, "
+        "so a crash cannot separate them)",
+    )
     done: dict[str, int] = Field(default_factory=dict)
+    published: bool = Field(False, description="the terminal body reached the topics")
+    decode_tasks: list[DecodeTask] = Field(default_factory=list)
+    last_progress: float = Field(0.0, description="unix time of the last change")
+    reconciliations: int = 0
     error: JobError | None = None
     final_status: Literal["finished", "failed"] | None = None
     final_body: str | None = Field(None, description="the terminal body, kept for re-publishing")

@@ -253,6 +253,7 @@ def pipeline(tmp_path_factory) -> Iterator[Pipeline]:
         FRAMEWISE_WEBHOOK_MAX_ATTEMPTS="3",
         FRAMEWISE_DEADLINE_CHECK_INTERVAL_S="0.2",
         FRAMEWISE_MAX_INGEST_MESSAGE_BYTES=str(1024 * 1024),
+        FRAMEWISE_STALL_TIMEOUT_S="12",
         FRAMEWISE_LOG_LEVEL="info",
     )
     # Model stages run where the shared test models are present.

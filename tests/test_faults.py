@@ -20,16 +20,7 @@ def reference(pipeline, long_video) -> dict:
     return pipeline.wait_job(submit_video(pipeline, long_video), timeout=120)
 
 
-AGGREGATOR_RECOVERY = pytest.mark.xfail(
-    reason="open: after a SIGKILL the restarted aggregator recovers its tables from the "
-    "changelogs but the interrupted job does not finish (under investigation, see notes)",
-    strict=False,
-)
-
-
-@pytest.mark.parametrize(
-    "role", [pytest.param("aggregator", marks=AGGREGATOR_RECOVERY), "decode", "ocr"]
-)
+@pytest.mark.parametrize("role", ["aggregator", "decode", "ocr", "scene"])
 def test_killed_worker_gives_the_undisturbed_result(pipeline, long_video, reference, role):
     if role not in pipeline.processes:
         pytest.skip(f"{role} is not running in this pipeline")

@@ -35,6 +35,7 @@ from schemas.messages import (
     JobFailed,
     JobPlanned,
     JobState,
+    Reconcile,
     SegmentDecoded,
     WebhookDelivery,
     WebhookOutcome,
@@ -59,6 +60,7 @@ def build_aggregator_app(settings: Settings) -> faust.App:
     status_topic = topic(app, topics.JOB_STATUS)
     results_topic = topic(app, topics.RESULTS)
     webhooks_topic = topic(app, topics.WEBHOOKS)
+    decode_topic = topic(app, topics.DECODE_TASKS)
     blobs = BlobStore(settings.data_dir)
     changelog = table_topic_configs(settings)
     jobs = app.Table(
@@ -75,6 +77,7 @@ def build_aggregator_app(settings: Settings) -> faust.App:
     )
     last_status: dict[str, float] = {}
     deadline_sent: set[str] = set()
+    reconcile_sent: dict[str, float] = {}
 
     def load(job_id: str) -> JobState | None:
         raw = jobs.get(job_id)
@@ -116,31 +119,40 @@ def build_aggregator_app(settings: Settings) -> faust.App:
             state.error = JobError(code=ErrorCode.internal, message=f"finalising failed: {exc}")
             status = JobStatus.failed
             body = assembly.job_body(state, None, settings, status)
-        body_json = body.model_dump_json(exclude_none=True)
         state.final_status = status.value
-        state.final_body = body_json
+        state.final_body = body.model_dump_json(exclude_none=True)
         if state.webhook is not None:
             state.webhook_status = WebhookStatus(delivered=False, attempts=0)
-        forget_batches(state)
-        save(state)
+        save(state)  # the body is kept before anything is published or forgotten
+        await publish_final(state)
+
+    async def publish_final(state: JobState) -> None:
+        """Publish a final body and then forget the job's batches; repeated (at-least-once)
+        when a crash came between keeping the body and marking it published."""
+        assert state.final_body is not None and state.final_status is not None
         key = state.job_id.encode()
-        await publish_status(state, body_json.encode())
-        await results_topic.send(key=key, value=body_json.encode())
+        body_json = state.final_body.encode()
+        await publish_status(state, body_json)
+        await results_topic.send(key=key, value=body_json)
         if state.webhook is not None:
             delivery = WebhookDelivery(
                 job_id=state.job_id,
-                delivery_id=f"evt_{state.job_id}_{status.value}",
+                delivery_id=f"evt_{state.job_id}_{state.final_status}",
                 url=state.webhook.url,
                 secret=state.webhook.secret,
-                body=body_json,
+                body=state.final_body,
                 created_at=time.time(),
             )
             await webhooks_topic.send(key=key, value=to_bytes(delivery))
+        state.published = True
+        save(state)
+        forget_batches(state)
         blobs.delete_prefix(f"frames/{state.job_id}")
         blobs.delete_prefix(f"uploads/{state.job_id}")
-        log.info("job %s %s", state.job_id, status.value)
+        log.info("job %s %s", state.job_id, state.final_status)
 
     async def after_change(state: JobState) -> None:
+        state.last_progress = time.time()
         if assembly.is_complete(state):
             await finalize(state)
             return
@@ -166,6 +178,8 @@ def build_aggregator_app(settings: Settings) -> faust.App:
             await publish_status(state, patched)
             return
         if state is not None and state.final_status is not None:
+            if not state.published:  # a crash came between keeping and publishing the body
+                await publish_final(state)
             return  # already final: a redelivery or a late result changes nothing
         if isinstance(event, JobPlanned):
             if state is None:
@@ -182,16 +196,54 @@ def build_aggregator_app(settings: Settings) -> faust.App:
                 await after_change(state)
         elif isinstance(event, BatchResult):
             key = batch_key(job_id, event.stage, event.segment_index, event.batch_index)
-            if event.stage not in state.stages or key in batches:
+            if event.stage not in state.stages:
                 return
+            # The payload is written before the state that counts it: a crash between the two
+            # leaves an uncounted payload, which the redelivered event counts. A batch is a
+            # duplicate only when it is both counted and stored.
+            counted = assembly.record_batch(
+                state, event.stage, event.segment_index, event.batch_index
+            )
+            if not counted and key in batches:
+                return
+            batches[key] = event.payload
             if event.error is not None:
                 state.error = event.error
-            batches[key] = event.payload
-            state.done[event.stage] = state.done.get(event.stage, 0) + 1
             await after_change(state)
         elif isinstance(event, DeadlinePassed):
             state.error = assembly.timeout_error()
             await finalize(state)
+        elif isinstance(event, Reconcile):
+            await reconcile(state)
+
+    async def reconcile(state: JobState) -> None:
+        """Work was lost somewhere (a crash between a commit and its effects): decode the
+        incomplete segments again; every stage redoes them and duplicates are ignored."""
+        if time.time() - state.last_progress < settings.stall_timeout_s:
+            return  # progress since the timer looked
+        missing = assembly.incomplete_segments(state)
+        if state.reconciliations >= settings.max_reconciliations or not missing:
+            state.error = JobError(
+                code=ErrorCode.internal,
+                message=f"no progress after {state.reconciliations} reconciliations "
+                f"(incomplete segments {missing})",
+            )
+            await finalize(state)
+            return
+        state.reconciliations += 1
+        log.warning(
+            "job %s stalled: decoding segments %s again (reconciliation %d)",
+            state.job_id,
+            missing,
+            state.reconciliations,
+        )
+        for task in state.decode_tasks:
+            if task.segment_index in missing:
+                await decode_topic.send(
+                    key=f"{task.job_id}:{task.segment_index}".encode(), value=to_bytes(task)
+                )
+        state.last_progress = time.time()
+        save(state)
 
     @app.agent(job_events, name="framewise.aggregate")
     async def aggregate(stream):
@@ -204,17 +256,22 @@ def build_aggregator_app(settings: Settings) -> faust.App:
                 await dead_letter(app, events_spec, event, f"aggregator error: {exc!r}")
 
     @app.timer(interval=settings.deadline_check_interval_s)
-    async def enforce_deadlines() -> None:
-        """Fail jobs past Max-Processing-Time; the event goes through the agent like any other."""
+    async def watch_jobs() -> None:
+        """Fail jobs past Max-Processing-Time and reconcile stalled ones; the events go through
+        the agent like any other, so only it changes the tables."""
         now = time.time()
         for job_id, raw in list(jobs.items()):
-            if raw is None or raw.get("final_status") or job_id in deadline_sent:
+            if raw is None or raw.get("final_status"):
                 continue
             deadline = raw.get("deadline")
-            if deadline is not None and now > deadline:
+            if deadline is not None and now > deadline and job_id not in deadline_sent:
                 deadline_sent.add(job_id)
                 await job_events.send(
                     key=job_id.encode(), value=to_bytes(DeadlinePassed(job_id=job_id))
                 )
+            stalled_since = max(raw.get("last_progress", 0.0), reconcile_sent.get(job_id, 0.0))
+            if now - stalled_since > settings.stall_timeout_s:
+                reconcile_sent[job_id] = now
+                await job_events.send(key=job_id.encode(), value=to_bytes(Reconcile(job_id=job_id)))
 
     return app

@@ -43,6 +43,7 @@ def state_from_plan(planned: JobPlanned) -> JobState:
         deadline=planned.deadline,
         submitted_at=planned.submitted_at,
         done={name: 0 for name in planned.stages},
+        decode_tasks=planned.decode_tasks,
     )
 
 
@@ -77,6 +78,34 @@ def record_segment(state: JobState, decoded: SegmentDecoded) -> bool:
     if decoded.error is not None and state.media_type == "video":
         state.error = decoded.error  # a video with an undecodable segment fails as a whole
     return True
+
+
+def record_batch(state: JobState, stage: str, segment: int, batch: int) -> bool:
+    """Count a batch once; False when the state already counted it."""
+    masks = state.received.setdefault(stage, {})
+    bit = 1 << batch
+    if masks.get(str(segment), 0) & bit:
+        return False
+    masks[str(segment)] = masks.get(str(segment), 0) | bit
+    state.done[stage] = sum(mask.bit_count() for mask in masks.values())
+    return True
+
+
+def incomplete_segments(state: JobState) -> list[int]:
+    """Segments not yet reported, or with batches some stage has not reported."""
+    missing = []
+    for task in state.decode_tasks:
+        segment = state.segments.get(str(task.segment_index))
+        if segment is None:
+            missing.append(task.segment_index)
+            continue
+        for stage in state.stages:
+            expected = segment.batches.get(stages()[stage].profile, 0)
+            mask = state.received.get(stage, {}).get(str(task.segment_index), 0)
+            if segment.error is None and mask.bit_count() < expected:
+                missing.append(task.segment_index)
+                break
+    return missing
 
 
 def is_complete(state: JobState) -> bool:

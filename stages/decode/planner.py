@@ -107,5 +107,6 @@ def plan(
         webhook=request.webhook,
         deadline=deadline,
         submitted_at=submitted_at,
+        decode_tasks=tasks,
     )
     return planned, tasks, failed
