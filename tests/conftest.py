@@ -344,3 +344,19 @@ def run_video_stages(path, settings: Settings) -> VideoResult:
         submitted_at="2026-01-01T00:00:00Z",
     )
     return _video_result(state, payloads, settings)
+
+
+def image_frame_batch(stage: str) -> FrameBatch:
+    """The FrameBatch decode publishes for one image of a batch (one frame, no timing)."""
+    return FrameBatch(
+        job_id="image_batch_test",
+        media_type="image",
+        profile="detail",
+        segment_index=0,
+        batch_index=0,
+        blob_key="-",
+        frame_indices=[0],
+        timestamps=[0.0],
+        fps=0.0,
+        stages=[stage],
+    )

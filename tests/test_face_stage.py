@@ -16,7 +16,7 @@ from schemas.api import Person
 from schemas.messages import AllowlistRecord, FrameBatch
 from stages.face.models import FaceModelPack
 from stages.face.stage import FaceAnalyzer, encode_embedding, finalize_image
-from tests.conftest import run_video_stages
+from tests.conftest import image_frame_batch, run_video_stages
 
 
 def settings(face_models, tmp_path, **overrides) -> Settings:
@@ -26,18 +26,7 @@ def settings(face_models, tmp_path, **overrides) -> Settings:
 
 
 def image_batch(image: np.ndarray) -> tuple[np.ndarray, FrameBatch]:
-    return image[None], FrameBatch(
-        job_id="image_batch_t",
-        media_type="image",
-        profile="detail",
-        segment_index=0,
-        batch_index=0,
-        blob_key="-",
-        frame_indices=[0],
-        timestamps=[0.0],
-        fps=0.0,
-        stages=["face"],
-    )
+    return image[None], image_frame_batch("face")
 
 
 def rgb(path) -> np.ndarray:

@@ -6,12 +6,11 @@ import cv2
 import pytest
 
 from framewise.config import Settings
-from schemas.messages import FrameBatch
 from stages.ocr.engine import OcrLine
 from stages.ocr.language import LanguageIdentifier, dominant_script
 from stages.ocr.merge import track_lines, video_results
 from stages.ocr.stage import OcrAnalyzer, finalize_image, on_ocr_grid
-from tests.conftest import run_video_stages
+from tests.conftest import image_frame_batch, run_video_stages
 
 SETTINGS = Settings(stages=["ocr"])
 
@@ -23,18 +22,7 @@ def analyzer() -> OcrAnalyzer:
 
 def read_image(analyzer, path) -> list[dict]:
     image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
-    batch = FrameBatch(
-        job_id="image_batch_x",
-        media_type="image",
-        profile="detail",
-        segment_index=0,
-        batch_index=0,
-        blob_key="-",
-        frame_indices=[0],
-        timestamps=[0.0],
-        fps=0.0,
-        stages=["ocr"],
-    )
+    batch = image_frame_batch("ocr")
     return finalize_image(analyzer.analyze(image[None], batch), SETTINGS)["ocr_results"]
 
 
