@@ -49,3 +49,18 @@ def test_status_survives_an_api_restart(pipeline, long_video):
     wait_for_port("127.0.0.1", int(pipeline.url.rsplit(":", 1)[1]), timeout=60)
     body = pipeline.wait_job(location, timeout=120)  # the new API process reads the topic
     assert body["status"] == "finished"
+
+
+def test_sigterm_hands_work_back(pipeline, long_video, reference):
+    """A graceful stop mid-job: the worker commits what it finished and its partitions go back
+    to the group; the replacement picks up the rest and the result is unchanged."""
+    location = submit_video(pipeline, long_video)
+    pipeline.wait_job(location, until=("processing", "finished"), timeout=30)
+    process = pipeline.processes.pop("scene")
+    process.terminate()
+    process.wait(timeout=30)  # a graceful stop ends within the timeout
+    with pipeline.client() as client:
+        assert client.get(location).json()["status"] == "processing", "must stop mid-job"
+    pipeline.start("scene")
+    body = pipeline.wait_job(location, timeout=180)
+    assert body["status"] == "finished" and body["result"] == reference["result"]

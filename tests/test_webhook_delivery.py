@@ -104,3 +104,50 @@ def test_gives_up_after_max_attempts_and_never_follows_redirects():
         sender(True).deliver(f"http://127.0.0.1:{free_port()}/", "e", b"{}", None)
     )
     assert not unreachable.delivered and unreachable.attempts == 3
+
+
+class SlowOnce(Flaky):
+    """Answers the first request only after the sender's timeout, then at once."""
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        SlowOnce.calls += 1
+        if SlowOnce.calls == 1:
+            time.sleep(3)
+        self.send_response(200)
+        self.end_headers()
+
+
+def test_slow_receiver_times_out_and_is_retried():
+    SlowOnce.calls = 0
+    server, port = serve(SlowOnce)
+    try:
+        slow = WebhookSender(True, 3, backoff_s=0.05, backoff_max_s=0.2, timeout_s=0.5)
+        result = asyncio.run(slow.deliver(f"http://127.0.0.1:{port}/", "evt", b"{}", None))
+    finally:
+        server.shutdown()
+    assert result.delivered and result.attempts == 2
+
+
+def test_dns_answer_is_pinned_against_rebinding(monkeypatch):
+    """The name is resolved once per attempt and the request goes to that address: a second,
+    different answer (127.0.0.2, where nothing listens) is never used."""
+    import socket
+
+    server, port = serve(Flaky)
+    Flaky.calls = 2  # answer 200 at once
+    answers = iter(["127.0.0.1", "127.0.0.2", "127.0.0.2"])
+    calls = []
+
+    def rebinding_getaddrinfo(host, port_, *args, **kwargs):
+        calls.append(host)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (next(answers), port_))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding_getaddrinfo)
+    try:
+        result = asyncio.run(
+            sender(True).deliver(f"http://hooks.example:{port}/", "e", b"{}", None)
+        )
+    finally:
+        server.shutdown()
+    assert result.delivered and calls == ["hooks.example"]
