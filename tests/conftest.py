@@ -169,6 +169,32 @@ def long_video(tmp_path_factory) -> Path:
     return path
 
 
+def upload_video(base_url: str, path: Path) -> str:
+    """POST a video to a running API; the job's status path."""
+    response = httpx.post(
+        f"{base_url}/v1/videos",
+        content=path.read_bytes(),
+        headers={"Content-Type": "video/mp4"},
+        timeout=60,
+    )
+    assert response.status_code == 202, response.text
+    return response.headers["Location"]
+
+
+def wait_for_job(
+    base_url: str, location: str, timeout: float = 90.0, until=("finished", "failed")
+) -> dict:
+    """Poll a job until its status is in ``until``."""
+    deadline = time.monotonic() + timeout
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        while time.monotonic() < deadline:
+            response = client.get(location)
+            if response.status_code == 200 and response.json()["status"] in until:
+                return response.json()
+            time.sleep(0.2)
+    raise AssertionError(f"{location} did not reach {until} in {timeout}s")
+
+
 @dataclass
 class Pipeline:
     """A running framewise: broker, workers and API, each a real process."""
@@ -214,16 +240,10 @@ class Pipeline:
         return httpx.Client(base_url=self.url, timeout=30)
 
     def wait_job(self, location: str, timeout: float = 90.0, until=("finished", "failed")) -> dict:
-        deadline = time.monotonic() + timeout
-        with self.client() as client:
-            while time.monotonic() < deadline:
-                response = client.get(location)
-                if response.status_code == 200 and response.json()["status"] in until:
-                    return response.json()
-                time.sleep(0.2)
-        raise AssertionError(
-            f"{location} did not reach {until} in {timeout}s; logs in {self.log_dir}"
-        )
+        try:
+            return wait_for_job(self.url, location, timeout, until)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; logs in {self.log_dir}") from None
 
     def logs(self, role: str) -> str:
         return (self.log_dir / f"{role}.log").read_text(errors="replace")

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from framewise.broker import broker_binary, free_port, wait_for_port
+from tests.conftest import upload_video, wait_for_job
 from tests.tcp_proxy import Proxy
 
 pytestmark = pytest.mark.integration
@@ -67,30 +68,14 @@ def test_broker_outage_delays_but_loses_nothing(tmp_path, long_video):
     try:
         wait_for_port("127.0.0.1", api_port, timeout=90)
         base = f"http://127.0.0.1:{api_port}"
-        response = httpx.post(
-            f"{base}/v1/videos",
-            content=long_video.read_bytes(),
-            headers={"Content-Type": "video/mp4"},
-            timeout=60,
-        )
-        assert response.status_code == 202
-        location = response.headers["Location"]
-        deadline = time.monotonic() + 60
-        while httpx.get(f"{base}{location}").json()["status"] == "queued":
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+        location = upload_video(base, long_video)
+        wait_for_job(base, location, 60, until=("processing", "finished"))
         proxy.cut()
         at_cut = httpx.get(f"{base}{location}").json()["status"]
         assert at_cut == "processing", "the outage must fall in the middle of the job"
         time.sleep(5.0)  # every client loses its connections; nothing reaches the broker
         proxy.restore()
-        deadline = time.monotonic() + 180
-        body = {}
-        while time.monotonic() < deadline:
-            body = httpx.get(f"{base}{location}").json()
-            if body["status"] in ("finished", "failed"):
-                break
-            time.sleep(0.5)
+        body = wait_for_job(base, location, 180)
         assert body["status"] == "finished", (body, tmp_path)
         starts = [round(s["start_seconds"]) for s in body["result"]["raw_scenes"]]
         assert starts == list(range(0, 120, 10))

@@ -7,15 +7,14 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
 
 from framewise.broker import free_port, wait_for_port
 from stages.registry import stages
+from tests.conftest import upload_video, wait_for_job
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,20 +75,7 @@ def test_pipeline_on_real_apache_kafka(tmp_path, test_video):
         try:
             wait_for_port("127.0.0.1", port, timeout=90)
             url = f"http://127.0.0.1:{port}"
-            response = httpx.post(
-                f"{url}/v1/videos",
-                content=test_video.read_bytes(),
-                headers={"Content-Type": "video/mp4"},
-                timeout=60,
-            )
-            location = response.headers["Location"]
-            deadline = time.monotonic() + 180
-            body = {}
-            while time.monotonic() < deadline:
-                body = httpx.get(f"{url}{location}").json()
-                if body["status"] in ("finished", "failed"):
-                    break
-                time.sleep(0.5)
+            body = wait_for_job(url, upload_video(url, test_video), 180)
             assert body["status"] == "finished" and len(body["result"]["raw_scenes"]) == 8
         finally:
             for proc in procs:
