@@ -44,7 +44,7 @@ from framewise.media import decode_video_segment  # noqa: E402
 from schemas.messages import FrameBatch  # noqa: E402
 from stages.profiles import profiles  # noqa: E402
 from stages.scene.detector import SceneFeatures, ShotDetector, frame_features  # noqa: E402
-from tests.conftest import write_cut_video  # noqa: E402
+from tests.conftest import frame_message, write_cut_video  # noqa: E402
 
 
 def timed(fn):
@@ -94,18 +94,7 @@ def pyscenedetect(path: Path) -> int:
 def detail_batches(path: Path, settings: Settings) -> list[tuple[np.ndarray, FrameBatch]]:
     out = []
     for batch in decode_video_segment(path, [profiles(settings)["detail"]], 0.0, None, 1 << 30):
-        message = FrameBatch(
-            job_id="video_bench",
-            media_type="video",
-            profile="detail",
-            segment_index=0,
-            batch_index=batch.batch_index,
-            blob_key="-",
-            frame_indices=batch.frame_indices,
-            timestamps=batch.timestamps,
-            fps=batch.rate,
-            stages=["ocr", "tag"],
-        )
+        message = frame_message(batch, ["ocr", "tag"])
         out.append((batch.frames, message))
     return out
 

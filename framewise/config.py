@@ -6,7 +6,7 @@ once in the environment (or in ``compose/framewise.env``) applies everywhere.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -217,7 +217,7 @@ class Settings(BaseSettings):
     def model_path(self, relative: str) -> Path:
         return self.models_dir / relative
 
-    @property
+    @cached_property  # looked up per job: the model directory is scanned once per process
     def active_stages(self) -> list[str]:
         """The configured stages, or scene plus every model stage whose model is installed."""
         if self.stages is not None:

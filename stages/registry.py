@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Protocol
 
 import numpy as np
@@ -46,6 +47,7 @@ class StageSpec:
     attach: Callable[[Any, Settings, BatchAnalyzer], None] | None = None
 
 
+@lru_cache
 def stages() -> dict[str, StageSpec]:
     """Every stage, in the order the aggregator finalises them (scene first: others use shots)."""
     from stages.face.stage import FACE

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import pytest
 
 from framewise.broker import free_port, start_embedded_broker, wait_for_port
 from framewise.config import Settings
-from framewise.media import decode_video_segment
+from framewise.media import DecodedBatch, decode_video_segment
 from schemas.api import VideoResult
 from schemas.messages import FrameBatch, JobState, VideoProbe
 from stages.aggregator.assembly import _video_result
@@ -44,27 +45,36 @@ def test_video(media: Path) -> Path:
     return media / "video" / "testvideo.mp4"
 
 
-def write_cut_video(path: Path, seconds: int, shot_seconds: int, size=(160, 120), fps=30) -> None:
-    """A synthetic video with a hard cut every ``shot_seconds``: textured shots of distinct
-    colours that drift slowly (so frames are not identical)."""
-    rng = np.random.default_rng(7)
+@contextmanager
+def mpeg4_writer(path: Path, size: tuple[int, int], fps: int, bit_rate: int):
+    """Yields ``write(rgb_frame)``; flushes the encoder and closes the file on exit."""
     with av.open(str(path), "w") as out:
         stream = out.add_stream("mpeg4", rate=fps)
         stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"
-        stream.bit_rate = 400_000
-        shots = seconds // shot_seconds
-        textures = [
-            (rng.integers(0, 255, (size[1] // 8, size[0] // 8, 3)).repeat(8, 0).repeat(8, 1))
-            for _ in range(shots)
-        ]
-        for i in range(seconds * fps):
-            shot = i // (shot_seconds * fps)
-            image = np.roll(textures[shot], i % size[0], axis=1).astype(np.uint8)
+        stream.bit_rate = bit_rate
+
+        def write(image: np.ndarray) -> None:
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
                 out.mux(packet)
+
+        yield write
         for packet in stream.encode():
             out.mux(packet)
+
+
+def write_cut_video(path: Path, seconds: int, shot_seconds: int, size=(160, 120), fps=30) -> None:
+    """A synthetic video with a hard cut every ``shot_seconds``: textured shots of distinct
+    colours that drift slowly (so frames are not identical)."""
+    rng = np.random.default_rng(7)
+    textures = [
+        rng.integers(0, 255, (size[1] // 8, size[0] // 8, 3)).repeat(8, 0).repeat(8, 1)
+        for _ in range(seconds // shot_seconds)
+    ]
+    with mpeg4_writer(path, size, fps, 400_000) as write:
+        for i in range(seconds * fps):
+            shot = i // (shot_seconds * fps)
+            write(np.roll(textures[shot], i % size[0], axis=1).astype(np.uint8))
 
 
 MODELS = Path(os.environ.get("FRAMEWISE_TEST_MODELS", ROOT.parent / "shared" / "models"))
@@ -129,19 +139,11 @@ def write_image_video(
     """A video of still images shown one after another (hard cuts between them)."""
     import cv2
 
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("mpeg4", rate=fps)
-        stream.width, stream.height = size
-        stream.pix_fmt = "yuv420p"
-        stream.bit_rate = 2_000_000
+    with mpeg4_writer(path, size, fps, 2_000_000) as write:
         for image_path in images:
-            image = cv2.cvtColor(cv2.imread(str(image_path)), cv2.COLOR_BGR2RGB)
-            frame = av.VideoFrame.from_ndarray(cv2.resize(image, size), format="rgb24")
+            image = cv2.resize(cv2.cvtColor(cv2.imread(str(image_path)), cv2.COLOR_BGR2RGB), size)
             for _ in range(round(seconds_each * fps)):
-                for packet in stream.encode(frame):
-                    out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+                write(image)
 
 
 @pytest.fixture(scope="session")
@@ -338,19 +340,7 @@ def run_video_stages(path, settings: Settings) -> VideoResult:
             height=s.height,
         )
     for batch in decode_video_segment(path, selected, 0.0, None, 1 << 30):
-        message = FrameBatch(
-            job_id="video_x",
-            media_type="video",
-            profile=batch.profile,
-            segment_index=0,
-            batch_index=batch.batch_index,
-            blob_key="-",
-            context_frames=batch.context_frames,
-            frame_indices=batch.frame_indices,
-            timestamps=batch.timestamps,
-            fps=batch.rate,
-            stages=settings.active_stages,
-        )
+        message = frame_message(batch, settings.active_stages)
         for spec in specs:
             if spec.profile == batch.profile:
                 payloads[spec.name].append(
@@ -379,4 +369,21 @@ def image_frame_batch(stage: str) -> FrameBatch:
         timestamps=[0.0],
         fps=0.0,
         stages=[stage],
+    )
+
+
+def frame_message(batch: DecodedBatch, stage_names: list[str]) -> FrameBatch:
+    """The FrameBatch decode would publish for a video batch (blob key unused in process)."""
+    return FrameBatch(
+        job_id="video_test",
+        media_type="video",
+        profile=batch.profile,
+        segment_index=0,
+        batch_index=batch.batch_index,
+        blob_key="-",
+        context_frames=batch.context_frames,
+        frame_indices=batch.frame_indices,
+        timestamps=batch.timestamps,
+        fps=batch.rate,
+        stages=stage_names,
     )
