@@ -22,7 +22,9 @@ CORE_ROLES = ("decode", "aggregator", "webhook")
 
 
 def worker_roles(settings: Settings) -> list[str]:
-    return ["decode", *settings.active_stages, "aggregator", "webhook"]
+    from stages.registry import active_stages
+
+    return ["decode", *active_stages(settings), "aggregator", "webhook"]
 
 
 def build_worker_app(role: str, settings: Settings):
@@ -99,14 +101,28 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     from framewise.models import fetch_pack, list_models
+    from stages.registry import active_stages, stages
+    from stages.tag.convert import install_default_classifier
 
     settings = get_settings()
+    if args.action == "install":
+        target = install_default_classifier(settings.builtin_models_dir, force=args.force)
+        print(f"default classifier: {target}")
     if args.action == "fetch":
         if not args.pack or not args.sha256:
             raise SystemExit("framewise models fetch PACK --sha256 HEX [--url URL]")
         print(f"installed into {fetch_pack(args.pack, args.sha256, settings, args.url)}")
+    active = active_stages(settings)
+    print("models the stages load:")
+    for name, spec in stages().items():
+        for card, path in spec.models(settings):
+            state = "installed" if path.exists() else "MISSING"
+            use = "commercial use allowed" if card.commercial_use else "NOT for commercial use"
+            print(f"  {name:5} {card.role}: {card.name}  [{state}: {path}]")
+            print(f"        license {card.license} ({use}); source: {card.source}")
     for line in list_models(settings):
         print(line)
+    print(f"enabled stages: {', '.join(active)}")
     return 0
 
 
@@ -281,8 +297,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("api", help="run the REST API")
     sub.add_parser("broker", help="run only the embedded broker")
     sub.add_parser("topics", help="create every topic on the configured cluster")
-    models = sub.add_parser("models", help="list installed models, or fetch a face pack")
-    models.add_argument("action", nargs="?", choices=["list", "fetch"], default="list")
+    models = sub.add_parser(
+        "models", help="list the models and their licenses, install the defaults, fetch a pack"
+    )
+    models.add_argument("action", nargs="?", choices=["list", "install", "fetch"], default="list")
+    models.add_argument("--force", action="store_true", help="install: convert again")
     models.add_argument("pack", nargs="?", help="buffalo_l, buffalo_m, buffalo_s")
     models.add_argument("--sha256", help="expected sha256 of the pack archive")
     models.add_argument("--url", help="download from here instead")

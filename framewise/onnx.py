@@ -8,16 +8,15 @@ from pathlib import Path
 
 import onnxruntime as ort
 
+from framewise.inference import require_file
+
 log = logging.getLogger(__name__)
 
 
-class ModelMissing(RuntimeError):
-    """A model file is not installed; the message says which setting points at it."""
-
-
 def create_session(path: Path, providers: list[str], setting: str) -> ort.InferenceSession:
-    if not path.is_file():
-        raise ModelMissing(f"model {path} not found (set FRAMEWISE_MODELS_DIR or {setting})")
+    """A session on the first available provider of ``providers``; :class:`ModelMissing`
+    naming ``setting`` when the file is absent."""
+    require_file(path, setting)
     available = ort.get_available_providers()
     chosen = [p for p in providers if p in available]
     missing = [p for p in providers if p not in available]

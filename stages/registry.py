@@ -11,11 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from framewise.config import Settings
+from framewise.inference import ModelCard
 from schemas.messages import FrameBatch, VideoProbe
 
 
@@ -45,6 +47,11 @@ class StageSpec:
     finalize_image: Callable[[dict[str, Any], Settings], dict[str, Any]] | None = None
     # Stage-specific extras on the worker's Faust app (the face stage's allowlist agents).
     attach: Callable[[Any, Settings, BatchAnalyzer], None] | None = None
+    # Whether the stage's models are on this machine; with FRAMEWISE_STAGES unset, a stage
+    # runs exactly when they are.
+    installed: Callable[[Settings], bool] = lambda settings: True
+    # The model files the stage loads under these settings, for `framewise models`.
+    models: Callable[[Settings], list[tuple[ModelCard, Path]]] = lambda settings: []
 
 
 @lru_cache
@@ -58,13 +65,19 @@ def stages() -> dict[str, StageSpec]:
     return {spec.name: spec for spec in (SCENE, TAG, OCR, FACE)}
 
 
-def enabled_stages(settings: Settings, media_type: str) -> list[StageSpec]:
+def active_stages(settings: Settings) -> list[str]:
+    """``FRAMEWISE_STAGES``, or every stage whose models are installed, in registry order."""
     known = stages()
-    unknown = [name for name in settings.active_stages if name not in known]
+    if settings.stages is None:
+        return [name for name, spec in known.items() if spec.installed(settings)]
+    unknown = [name for name in settings.stages if name not in known]
     if unknown:
         raise ValueError(f"FRAMEWISE_STAGES names unknown stages {unknown}; known: {list(known)}")
+    return [name for name in known if name in settings.stages]
+
+
+def enabled_stages(settings: Settings, media_type: str) -> list[StageSpec]:
+    known = stages()
     return [
-        spec
-        for name, spec in known.items()
-        if name in settings.active_stages and media_type in spec.media_types
+        known[name] for name in active_stages(settings) if media_type in known[name].media_types
     ]

@@ -27,7 +27,7 @@ from schemas.api import VideoResult
 from schemas.messages import FrameBatch, JobState, VideoProbe
 from stages.aggregator.assembly import _video_result
 from stages.profiles import profiles
-from stages.registry import stages
+from stages.registry import active_stages, stages
 
 ROOT = Path(__file__).resolve().parents[1]
 MEDIA = Path(os.environ.get("FRAMEWISE_TEST_MEDIA", ROOT.parent / "shared" / "media"))
@@ -88,15 +88,13 @@ def models() -> Path:
 
 
 def build_models_dir(directory: Path) -> list[str]:
-    """A models directory for tests: the shared classifier, and a face pack of the real SCRFD
-    detector plus recognition/genderage stand-ins. Returns the stages it enables."""
+    """A models directory for tests: a face pack of the real SCRFD detector plus
+    recognition/genderage stand-ins. Returns the stages it enables (the tag stage's classifier
+    comes from the default install)."""
     from tests.face_standins import make_pack
 
-    stages = ["scene", "ocr"]
+    stages = ["scene", "tag", "ocr"]
     directory.mkdir(parents=True, exist_ok=True)
-    if (MODELS / "classify").is_dir():
-        (directory / "classify").symlink_to(MODELS / "classify")
-        stages.append("tag")
     if (MODELS / "face" / "det_500m.onnx").is_file():
         make_pack(directory / "face", MODELS / "face" / "det_500m.onnx")
         stages.append("face")
@@ -327,7 +325,8 @@ async def read_topic(bootstrap: str, topic: str, key: bytes | None, timeout: flo
 
 def run_video_stages(path, settings: Settings) -> VideoResult:
     """decode -> every enabled stage's analyzer -> the aggregator's assembly, in process."""
-    specs = [stages()[name] for name in settings.active_stages]
+    names = active_stages(settings)
+    specs = [stages()[name] for name in names]
     analyzers = {spec.name: spec.make_analyzer(settings) for spec in specs}
     selected = [profiles(settings)[p] for p in {spec.profile for spec in specs}]
     payloads: dict[str, list] = {spec.name: [] for spec in specs}
@@ -340,7 +339,7 @@ def run_video_stages(path, settings: Settings) -> VideoResult:
             height=s.height,
         )
     for batch in decode_video_segment(path, selected, 0.0, None, 1 << 30):
-        message = frame_message(batch, settings.active_stages)
+        message = frame_message(batch, names)
         for spec in specs:
             if spec.profile == batch.profile:
                 payloads[spec.name].append(
@@ -349,7 +348,7 @@ def run_video_stages(path, settings: Settings) -> VideoResult:
     state = JobState(
         job_id="video_x",
         media_type="video",
-        stages=settings.active_stages,
+        stages=names,
         probe=probe,
         submitted_at="2026-01-01T00:00:00Z",
     )

@@ -16,6 +16,9 @@ from stages.face.allowlist import AllowlistIndex
 from stages.face.models import FaceModelPack
 from stages.registry import StageSpec, VideoContext
 
+# insightface's recognition model names: a pack with one of them can run the face stage.
+RECOGNIZER_NAMES = ("w600k_*.onnx", "glintr100.onnx", "*arcface*.onnx")
+
 
 def encode_embedding(vector: np.ndarray) -> str:
     """512 floats as base64 float16: a quarter of the JSON size, precision far beyond need."""
@@ -190,4 +193,7 @@ FACE = StageSpec(
     finalize_video=finalize_video,
     finalize_image=finalize_image,
     attach=_attach,
+    installed=lambda settings: any(
+        any(settings.model_path(settings.face_pack).glob(pattern)) for pattern in RECOGNIZER_NAMES
+    ),
 )
