@@ -3,10 +3,13 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
+# `framewise models install` puts the default models into the venv (FRAMEWISE_BUILTIN_MODELS_DIR),
+# never into FRAMEWISE_MODELS_DIR, which may be read-only.
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e ".[test,convert]"
+	$(VENV)/bin/framewise models install
 	touch $@
 
 .PHONY: install up test bench gpu schemas

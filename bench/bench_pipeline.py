@@ -1,7 +1,9 @@
 """Throughput and memory of the decode and scene stages, and of the whole pipeline, each as a
 ratio against a baseline measured in the same run on the same video.
 
-    python bench/bench_pipeline.py [VIDEO]     (default: $FRAMEWISE_TEST_MEDIA/video/testvideo.mp4)
+    python bench/bench_pipeline.py [VIDEO] [--only tags,faces]
+
+(VIDEO defaults to $FRAMEWISE_TEST_MEDIA/video/testvideo.mp4)
 
 * decode: the decode stage's work (PyAV decode, scaling to both profiles, batch files) vs a
   raw PyAV decode loop that only decodes;
@@ -11,8 +13,9 @@ ratio against a baseline measured in the same run on the same video.
   as long (flat means the ratio stays near 1);
 * OCR: the OCR stage's analyzer (PP-OCR + language per line) vs rapidocr called directly with
   the same settings, on the same detail frames;
-* tags: the tag stage's analyzer vs the ONNX classifier session called directly (needs
-  ``FRAMEWISE_MODELS_DIR`` with the classifier; skipped otherwise);
+* tags: the tag stage's analyzer vs the ONNX classifier session called directly, with the
+  default EfficientNet-Lite0 and with SqueezeNet 1.1 (from the shared test models, where
+  present) for the cost per frame of each;
 * faces: the face stage's analyzer (detection, alignment, batched embeddings and gender/age,
   thumbnails) vs insightface's own per-face calls on the same frames of a group-photo video
   (the real SCRFD detector with recognition/genderage stand-ins of the real signatures);
@@ -128,40 +131,56 @@ def bench_ocr(batches) -> None:
     )
 
 
-def bench_tags(batches) -> None:
+def classify_directly(session, frames, card) -> None:
+    """The ONNX classifier called frame by frame with the card's preprocessing, written out."""
     import cv2
+
+    name = session.get_inputs()[0].name
+    dtype = np.float16 if "float16" in session.get_inputs()[0].type else np.float32
+    size, mean, std = card.input_size, np.float32(card.mean), np.float32(card.std)
+    for f in frames:
+        h, w = f.shape[:2]
+        k = size / min(h, w)
+        r = cv2.resize(f, (round(w * k), round(h * k)), interpolation=cv2.INTER_AREA)
+        top, left = (r.shape[0] - size) // 2, (r.shape[1] - size) // 2
+        x = r[top : top + size, left : left + size]
+        x = x[..., ::-1] if card.channel_order == "BGR" else x
+        x = ((x.astype(np.float32) - mean) / std).transpose(2, 0, 1)[None]
+        session.run(None, {name: x.astype(dtype)})
+
+
+def bench_tags(batches) -> None:
+    """The tag stage with the default classifier (and SqueezeNet where its file is present)
+    against the same ONNX session called directly with the card's preprocessing."""
     import onnxruntime as ort
 
+    from stages.tag.classifier import classifier_card, classifier_paths
     from stages.tag.stage import TagAnalyzer
+    from tests.conftest import MODELS
 
-    settings = Settings()
-    model = settings.model_path(settings.tag_model)
-    if not model.is_file():
-        print(f"tags     skipped: no classifier at {model} (set FRAMEWISE_MODELS_DIR)")
-        return
-    analyzer = TagAnalyzer(settings)
-    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
     frames = [f for frames, _ in batches for f in frames]
-
-    def direct() -> None:
-        for f in frames:
-            h, w = f.shape[:2]
-            s = 224 / min(h, w)
-            r = cv2.resize(f, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
-            top, left = (r.shape[0] - 224) // 2, (r.shape[1] - 224) // 2
-            x = r[top : top + 224, left : left + 224, ::-1].transpose(2, 0, 1)[None]
-            session.run(None, {name: x.astype(np.float16)})
-
-    direct()
-    t_direct, _ = timed(direct)
-    t_stage, _ = timed(lambda: [analyzer.analyze(f, m) for f, m in batches])
     n = len(frames)
-    print(f"tags     model direct       {n / t_direct:8.1f} frames/s")
-    print(
-        f"tags     stage              {n / t_stage:8.1f} frames/s   "
-        f"ratio {t_direct / t_stage:.2f}x of direct"
-    )
+    for settings in (
+        Settings(),
+        Settings(tag_classifier="squeezenet1.1", models_dir=MODELS),
+    ):
+        card = classifier_card(settings)
+        model, _ = classifier_paths(settings)
+        label = card.model.name.split(" (")[0]
+        if not model.is_file():
+            print(f"tags     {label}: skipped, no classifier at {model}")
+            continue
+        analyzer = TagAnalyzer(settings)
+        session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+        direct = lambda session=session, card=card: classify_directly(session, frames, card)  # noqa: E731
+        direct()
+        t_direct, _ = timed(direct)
+        t_stage, _ = timed(lambda analyzer=analyzer: [analyzer.analyze(f, m) for f, m in batches])
+        print(
+            f"tags     {label:18} direct {n / t_direct:7.1f} frames/s, "
+            f"stage {n / t_stage:7.1f} frames/s ({1000 * t_stage / n:5.1f} ms/frame)   "
+            f"ratio {t_direct / t_stage:.2f}x of direct"
+        )
 
 
 def bench_faces(media: Path) -> None:
@@ -257,14 +276,7 @@ def end_to_end(path: Path) -> float:
             up.wait(timeout=30)
 
 
-def main() -> None:
-    media = Path(os.environ.get("FRAMEWISE_TEST_MEDIA", ROOT.parent / "shared" / "media"))
-    video = Path(sys.argv[1]) if len(sys.argv) > 1 else media / "video" / "testvideo.mp4"
-    with av.open(str(video)) as c:
-        s = c.streams.video[0]
-        duration = float(s.duration * s.time_base)
-    print(f"video: {video.name}, {duration:.1f} s")
-
+def bench_decode_and_scene(video: Path) -> None:
     t_raw, n_raw = timed(lambda: raw_decode(video))
     with tempfile.TemporaryDirectory() as tmp:
         t_dec, n_dec = timed(lambda: decode_stage(video, BlobStore(Path(tmp))))
@@ -282,6 +294,8 @@ def main() -> None:
         f"ratio {t_psd / t_ours:.2f}x PySceneDetect's speed"
     )
 
+
+def bench_memory() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         short, long = Path(tmp) / "30s.mp4", Path(tmp) / "120s.mp4"
         write_cut_video(short, 30, 10, size=(640, 360))
@@ -292,11 +306,37 @@ def main() -> None:
         f"{m_long / 2**20:6.1f} MiB   ratio {m_long / m_short:.2f} (flat = 1)"
     )
 
-    batches = detail_batches(video, Settings())
-    bench_ocr(batches)
-    bench_tags(batches)
-    bench_faces(media)
 
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("video", nargs="?", type=Path)
+    parser.add_argument(
+        "--only", help="comma-separated parts: decode,scene,memory,ocr,tags,faces,e2e"
+    )
+    args = parser.parse_args()
+    parts = set(args.only.split(",")) if args.only else None
+    wanted = lambda part: parts is None or part in parts  # noqa: E731
+    media = Path(os.environ.get("FRAMEWISE_TEST_MEDIA", ROOT.parent / "shared" / "media"))
+    video = args.video or media / "video" / "testvideo.mp4"
+    with av.open(str(video)) as c:
+        s = c.streams.video[0]
+        duration = float(s.duration * s.time_base)
+    print(f"video: {video.name}, {duration:.1f} s")
+    if wanted("decode") or wanted("scene"):
+        bench_decode_and_scene(video)
+    if wanted("memory"):
+        bench_memory()
+    batches = detail_batches(video, Settings())
+    if wanted("ocr"):
+        bench_ocr(batches)
+    if wanted("tags"):
+        bench_tags(batches)
+    if wanted("faces"):
+        bench_faces(media)
+    if not wanted("e2e"):
+        return
     wall = end_to_end(video)
     print(
         f"e2e      {wall:.2f} s wall for {duration:.1f} s of video   "

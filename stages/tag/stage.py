@@ -9,7 +9,7 @@ import numpy as np
 from framewise.config import Settings
 from schemas.messages import FrameBatch
 from stages.registry import StageSpec, VideoContext
-from stages.tag.classifier import OnnxClassifier
+from stages.tag.classifier import OnnxClassifier, classifier_card, classifier_paths
 from stages.tag.sections import TaggedFrame, group_sections, tag_scenes
 
 FRAME_FLOOR = 0.01  # per-frame tags below this are not sent to the aggregator
@@ -62,4 +62,6 @@ TAG = StageSpec(
     make_analyzer=TagAnalyzer,
     finalize_video=finalize_video,
     finalize_image=finalize_image,
+    installed=lambda settings: all(path.is_file() for path in classifier_paths(settings)),
+    models=lambda settings: [(classifier_card(settings).model, classifier_paths(settings)[0])],
 )
