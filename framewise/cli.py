@@ -101,6 +101,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     from framewise.models import fetch_pack, list_models
+    from stages.face.packs import PACKS, make_pack
     from stages.registry import active_stages, stages
     from stages.tag.convert import install_default_classifier
 
@@ -120,6 +121,12 @@ def cmd_models(args: argparse.Namespace) -> int:
             use = "commercial use allowed" if card.commercial_use else "NOT for commercial use"
             print(f"  {name:5} {card.role}: {card.name}  [{state}: {path}]")
             print(f"        license {card.license} ({use}); source: {card.source}")
+    for name in PACKS:
+        cards = make_pack(settings.model_copy(update={"face_pack": name})).models()
+        free = all(card.commercial_use for card, _ in cards)
+        active_mark = " (active)" if name == settings.face_pack else ""
+        verdict = "every file allows commercial use" if free else "NOT for commercial use"
+        print(f"face pack {name}{active_mark}: {verdict}")
     for line in list_models(settings):
         print(line)
     print(f"enabled stages: {', '.join(active)}")

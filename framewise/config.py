@@ -174,22 +174,43 @@ class Settings(BaseSettings):
     ocr_language_confidence: float = Field(
         0.5, ge=0, le=1, description="below this the text's script decides the language"
     )
-    face_pack: str = Field(
-        "face", description="insightface model pack directory, relative to models_dir"
+    face_pack: Literal["dlib", "insightface"] = Field(
+        "dlib",
+        description="face model pack: dlib (default, permissive, installed with framewise) or "
+        "insightface (non-commercial; files in models_dir/face_insightface_dir)",
     )
-    face_detector: str | None = Field(None, description="detector file; unset: the largest")
-    face_det_size: int = Field(640, ge=160, description="detector input side")
-    face_det_threshold: float = Field(0.5, ge=0, le=1)
+    face_insightface_dir: str = Field(
+        "face", description="insightface pack directory, relative to models_dir"
+    )
+    face_detector: str | None = Field(
+        None,
+        description="dlib pack: hog (default) or yunet; insightface pack: a detector file "
+        "(unset: the largest)",
+    )
+    face_hog_upsample: int = Field(
+        1, ge=0, le=2, description="dlib HOG: upsample frames this often (1: faces from ~40 px)"
+    )
+    face_yunet_model: str = Field(
+        "face/yunet.onnx", description="YuNet file relative to models_dir (face_detector=yunet)"
+    )
+    face_det_size: int = Field(640, ge=160, description="SCRFD detector input side")
+    face_det_threshold: float = Field(0.5, ge=0, le=1, description="SCRFD and YuNet score floor")
     face_min_size: int = Field(16, ge=1, description="smaller faces (pixels) are ignored")
     face_batch_size: int = Field(32, ge=1, description="face crops per model call")
-    face_cluster_threshold: float = Field(
-        0.45, ge=-1, le=1, description="cosine similarity at which two faces are one person"
+    face_cluster_threshold: float | None = Field(
+        None,
+        ge=-1,
+        le=1,
+        description="cosine similarity at which two faces are one person; unset: the pack's",
     )
-    face_gender_confidence: float = Field(
-        0.7, ge=0.5, le=1, description="below this gender is `unidentified`"
+    face_gender_confidence: float | None = Field(
+        None, ge=0.5, le=1, description="below this gender is `unidentified`; unset: the pack's"
     )
-    allowlist_threshold: float = Field(
-        0.5, ge=-1, le=1, description="cosine similarity to an enrolled face that matches"
+    allowlist_threshold: float | None = Field(
+        None,
+        ge=-1,
+        le=1,
+        description="cosine similarity to an enrolled face that matches; unset: the pack's",
     )
     critical_tags: list[str] = Field(
         default_factory=lambda: ["weapon"],

@@ -39,7 +39,7 @@ def describe(path: Path) -> str:
     outputs = session.get_outputs()
     side = shape[2] if len(shape) == 4 else None
     if any(o.name.startswith("obj_") for o in outputs):
-        return "face detector (YuNet, MIT; not used by the face stage)"
+        return "face detector (YuNet, MIT; FRAMEWISE_FACE_DETECTOR=yunet)"
     if len(outputs) >= 5:
         return "face detector (SCRFD)"
     if side == 96:

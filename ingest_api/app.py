@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 from framewise import topics
+from framewise.allowlist_records import AllowlistRecords
 from framewise.blobstore import BlobStore
 from framewise.config import Settings, get_settings
 from framewise.kafka import ensure_topics, to_bytes
@@ -49,8 +50,6 @@ from schemas.api import (
 )
 from schemas.messages import AllowlistEnrollment, AllowlistRecord, ImageSource, IngestRequest
 from stages.decode.planner import decode_base64_image
-from stages.face.agent import follow
-from stages.face.allowlist import AllowlistIndex
 
 VIDEO_TYPES = ("application/octet-stream", "video/")
 MaxProcessingTime = Annotated[
@@ -79,8 +78,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     blobs = BlobStore(settings.data_dir)
     view = StatusView(settings)
-    allowlist = AllowlistIndex(settings.allowlist_threshold)
-    allowlist_view = TopicView(settings, topics.ALLOWLIST.name, follow(allowlist))
+    allowlist = AllowlistRecords()
+    allowlist_view = TopicView(settings, topics.ALLOWLIST.name, allowlist.on_record)
     producer_box: dict[str, AIOKafkaProducer] = {}
 
     @asynccontextmanager
@@ -338,13 +337,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
 
     def identity_body(record: AllowlistRecord) -> AllowlistIdentity:
+        pack = record.face_pack or ("insightface" if record.embeddings else None)
+        stale = record.status == "enrolled" and pack != settings.face_pack
         return AllowlistIdentity(
             identity_id=record.identity_id,
             label=record.label,
-            status=record.status,
+            status="needs_reenrollment" if stale else record.status,
             faces=len(record.embeddings),
+            face_pack=pack,
             created_at=record.created_at,
-            error=record.error,
+            error=(
+                f"enrolled with the {pack} face pack; the active pack is {settings.face_pack}: "
+                "enrol this identity again"
+                if stale
+                else record.error
+            ),
         )
 
     @app.post(

@@ -191,8 +191,12 @@ class AllowlistEnrollRequest(Body):
 class AllowlistIdentity(Body):
     identity_id: str
     label: str
-    status: Literal["pending", "enrolled", "failed"]
+    status: Literal["pending", "enrolled", "failed", "needs_reenrollment"] = Field(
+        description="needs_reenrollment: enrolled with another face pack than the active one, "
+        "so it never matches until enrolled again"
+    )
     faces: int = Field(description="enrolled face embeddings")
+    face_pack: str | None = Field(None, description="the face pack that made the embeddings")
     created_at: datetime
     error: str | None = None
 

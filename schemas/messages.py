@@ -272,6 +272,11 @@ class AllowlistRecord(Message):
     identity_id: str
     label: str
     status: Literal["pending", "enrolled", "failed"]
-    embeddings: list[str] = Field(default_factory=list, description="base64 float16, 512 each")
+    embeddings: list[str] = Field(
+        default_factory=list, description="base64 float16, the face pack's embedding length"
+    )
+    face_pack: str | None = Field(
+        None, description="the face pack that made the embeddings (absent: insightface)"
+    )
     error: str | None = None
     created_at: datetime

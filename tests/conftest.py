@@ -87,26 +87,16 @@ def models() -> Path:
     return MODELS
 
 
-def build_models_dir(directory: Path) -> list[str]:
-    """A models directory for tests: a face pack of the real SCRFD detector plus
-    recognition/genderage stand-ins. Returns the stages it enables (the tag stage's classifier
-    comes from the default install)."""
-    from tests.face_standins import make_pack
-
-    stages = ["scene", "tag", "ocr"]
-    directory.mkdir(parents=True, exist_ok=True)
-    if (MODELS / "face" / "det_500m.onnx").is_file():
-        make_pack(directory / "face", MODELS / "face" / "det_500m.onnx")
-        stages.append("face")
-    return stages
-
-
 @pytest.fixture(scope="session")
 def face_models(tmp_path_factory) -> Path:
+    """A models directory holding an insightface-layout pack: the real SCRFD detector plus
+    recognition/genderage stand-ins (``FRAMEWISE_FACE_PACK=insightface``)."""
+    from tests.face_standins import make_pack
+
     if not (MODELS / "face" / "det_500m.onnx").is_file():
         pytest.skip(f"face detector not found at {MODELS}/face (set FRAMEWISE_TEST_MODELS)")
     directory = tmp_path_factory.mktemp("models")
-    build_models_dir(directory)
+    make_pack(directory / "face", MODELS / "face" / "det_500m.onnx")
     return directory
 
 
@@ -120,7 +110,9 @@ def faces_video(media, tmp_path_factory) -> Path:
     group = cv2.imread(str(images / "faces" / "t1.jpg"))
     h, w = group.shape[:2]
     moved = work / "t1_moved.jpg"
-    cv2.imwrite(str(moved), cv2.resize(group[int(0.05 * h) :, int(0.08 * w) :], (w, h)))
+    # Every face stays whole (the leftmost one starts 65 px from the edge): a half face is
+    # another test.
+    cv2.imwrite(str(moved), cv2.resize(group[int(0.05 * h) :, int(0.04 * w) :], (w, h)))
     path = work / "faces.mp4"
     write_image_video(
         path,
@@ -128,6 +120,27 @@ def faces_video(media, tmp_path_factory) -> Path:
         3.0,
         size=(1280, 886),
     )
+    return path
+
+
+@pytest.fixture(scope="session")
+def tom_video(media, tmp_path_factory) -> Path:
+    """The group photo with Tom Hanks's face pasted at its top left (224 px), 3 s | Tom alone
+    on grey, smaller (160 px) and elsewhere, 3 s."""
+    import cv2
+
+    faces = media / "images" / "faces"
+    work = tmp_path_factory.mktemp("tom")
+    tom = cv2.imread(str(faces / "Tom_Hanks_54745.png"))
+    group = cv2.imread(str(faces / "t1.jpg"))
+    group[20:244, 20:244] = cv2.resize(tom, (224, 224))
+    alone = np.full_like(group, 128)
+    alone[500:660, 900:1060] = cv2.resize(tom, (160, 160))
+    cv2.imwrite(str(work / "group_and_tom.png"), group)
+    cv2.imwrite(str(work / "tom_alone.png"), alone)
+    path = work / "tom.mp4"
+    size = (group.shape[1], group.shape[0])
+    write_image_video(path, [work / "group_and_tom.png", work / "tom_alone.png"], 3.0, size=size)
     return path
 
 
@@ -277,7 +290,9 @@ def pipeline(tmp_path_factory) -> Iterator[Pipeline]:
         FRAMEWISE_LOG_LEVEL="info",
     )
     # Model stages run where the shared test models are present.
-    stages = build_models_dir(base / "models")
+    # Every stage with the models of the default install; FRAMEWISE_MODELS_DIR holds nothing.
+    stages = ["scene", "tag", "ocr", "face"]
+    (base / "models").mkdir()
     env.update(FRAMEWISE_MODELS_DIR=str(base / "models"), FRAMEWISE_STAGES=json.dumps(stages))
     running = Pipeline(
         env=env,

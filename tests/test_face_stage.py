@@ -1,7 +1,9 @@
-"""The face stage without Kafka: the real SCRFD detector from ../shared/models/face, and
-recognition/genderage stand-ins with the real signatures (tests/face_standins.py). Loading,
+"""The insightface pack (``FRAMEWISE_FACE_PACK=insightface``) without Kafka: the real SCRFD
+detector from ../shared/models/face, and recognition/genderage stand-ins with the real
+signatures (tests/face_standins.py), for the 512-d path the default pack cannot reach. Loading,
 alignment, batching, clustering, allowlist matching and every result field run for real;
-identity, age and gender accuracy are not tested (the stand-ins are untrained)."""
+identity, age and gender accuracy are not tested here (the stand-ins are untrained; see
+tests/test_face_default_pack.py for the real models)."""
 
 from __future__ import annotations
 
@@ -14,14 +16,19 @@ import pytest
 from framewise.config import Settings
 from schemas.api import Person
 from schemas.messages import AllowlistRecord, FrameBatch
-from stages.face.models import FaceModelPack
-from stages.face.stage import FaceAnalyzer, encode_embedding, finalize_image
+from stages.face.embedding import encode_embedding
+from stages.face.insightface_pack import InsightFacePack
+from stages.face.stage import FaceAnalyzer, finalize_image
 from tests.conftest import image_frame_batch, run_video_stages
 
 
 def settings(face_models, tmp_path, **overrides) -> Settings:
     return Settings(
-        models_dir=face_models, data_dir=tmp_path, stages=["scene", "face"], **overrides
+        models_dir=face_models,
+        data_dir=tmp_path,
+        stages=["scene", "face"],
+        face_pack="insightface",
+        **overrides,
     )
 
 
@@ -34,10 +41,9 @@ def rgb(path) -> np.ndarray:
 
 
 @pytest.mark.parametrize(("name", "count"), [("t1.jpg", 6), ("mask_blue.jpg", 0)])
-def test_real_detector_finds_every_face_and_no_false_one(face_models, media, name, count):
-    pack = FaceModelPack(face_models / "face", ["CPUExecutionProvider"]).load()
-    bgr = cv2.imread(str(media / "images" / "faces" / name))
-    assert len(pack.detect(bgr)) == count
+def test_real_detector_finds_every_face_and_no_false_one(face_models, media, tmp_path, name, count):
+    pack = InsightFacePack(settings(face_models, tmp_path)).load()
+    assert len(pack.detect(rgb(media / "images" / "faces" / name))) == count
 
 
 def test_every_person_field_for_an_image(face_models, media, tmp_path):
@@ -62,15 +68,15 @@ def test_every_person_field_for_an_image(face_models, media, tmp_path):
     assert finalize_image(none, s)["person_ids"] == []
 
 
-def test_batched_crops_give_the_same_embeddings(face_models, media):
-    pack = FaceModelPack(face_models / "face", ["CPUExecutionProvider"], batch_size=4).load()
-    bgr = cv2.imread(str(media / "images" / "faces" / "t1.jpg"))
-    crops = [pack.align(bgr, d) for d in pack.detect(bgr)]
-    together = pack.embed(crops)
-    one_by_one = np.concatenate([pack.embed([c]) for c in crops])
-    assert together.shape == (6, 512)
+def test_batched_crops_give_the_same_embeddings(face_models, media, tmp_path):
+    pack = InsightFacePack(settings(face_models, tmp_path, face_batch_size=4)).load()
+    image = rgb(media / "images" / "faces" / "t1.jpg")
+    faces = pack.align(image, pack.detect(image))
+    together = pack.embed(faces)
+    one_by_one = np.concatenate([pack.embed([f]) for f in faces])
+    assert together.shape == (6, 512) and pack.embedding_size == 512
     np.testing.assert_allclose(together, one_by_one, atol=1e-5)
-    assert len(pack.gender_age(bgr, pack.detect(bgr))) == 6
+    assert len(pack.attributes(image, faces)) == 6
 
 
 def test_same_person_in_two_separate_scenes_has_one_id(face_models, faces_video, tmp_path):
@@ -86,10 +92,10 @@ def test_allowlisted_person_is_matched(face_models, media, tmp_path):
     # a strict threshold: it checks the matching logic, not ArcFace's discrimination.
     s = settings(face_models, tmp_path, allowlist_threshold=0.97)
     analyzer = FaceAnalyzer(s)
-    bgr = cv2.imread(str(media / "images" / "faces" / "t1.jpg"))
-    detections = analyzer.pack.detect(bgr)
+    image = rgb(media / "images" / "faces" / "t1.jpg")
+    detections = analyzer.pack.detect(image)
     enrolled = max(detections, key=lambda d: d.bbox[2] - d.bbox[0])
-    vector = analyzer.pack.embed([analyzer.pack.align(bgr, enrolled)])[0]
+    vector = analyzer.pack.embed(analyzer.pack.align(image, [enrolled]))[0]
     analyzer.allowlist.apply(
         "identity_a",
         AllowlistRecord(
@@ -98,11 +104,11 @@ def test_allowlisted_person_is_matched(face_models, media, tmp_path):
             status="enrolled",
             embeddings=[encode_embedding(vector)],
             created_at="2026-01-01T00:00:00Z",
-        ),
+        ),  # no face_pack: written before packs were recorded, so insightface's
     )
-    payload = analyzer.analyze(*image_batch(bgr[..., ::-1]))
+    payload = analyzer.analyze(*image_batch(image))
     persons = finalize_image(payload, s)["person_ids"]
     assert sum(p["allowlisted"] for p in persons) == 1
     analyzer.allowlist.apply("identity_a", None)
-    payload = analyzer.analyze(*image_batch(bgr[..., ::-1]))
+    payload = analyzer.analyze(*image_batch(image))
     assert not any(p["allowlisted"] for p in finalize_image(payload, s)["person_ids"])

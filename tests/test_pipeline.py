@@ -286,7 +286,34 @@ def test_faces_in_a_video_and_an_image_batch_end_to_end(pipeline, faces_video, m
         )
     images = ImageBatchJob.model_validate(pipeline.wait_job(response.headers["Location"]))
     persons = images.items[0].result.person_ids
-    assert len(persons) == 6 and all(len(p.face_embedding) == 512 for p in persons)
+    assert len(persons) == 6 and all(len(p.face_embedding) == 128 for p in persons)
+
+
+def test_allowlisted_face_is_marked_in_a_video_end_to_end(pipeline, media, tom_video):
+    """The default pack, enrolled through the API: Tom Hanks is allowlisted in both scenes of
+    tom_video and none of the six people beside him is."""
+    tom = base64.b64encode((media / "images" / "faces" / "Tom_Hanks_54745.png").read_bytes())
+    with pipeline.client() as client:
+        response = client.post(
+            "/v1/allowlist", json={"label": "Tom", "images": [{"data_base64": tom.decode()}]}
+        )
+        assert response.status_code == 202, response.text
+        location = response.headers["Location"]
+        deadline = time.monotonic() + 60
+        while client.get(location).json()["status"] == "pending" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        identity = client.get(location).json()
+        assert identity["status"] == "enrolled" and identity["face_pack"] == "dlib"
+        try:
+            body = pipeline.wait_job(submit_video(pipeline, tom_video), timeout=120)
+        finally:
+            client.delete(location)
+    scenes = VideoJob.model_validate(body).result.person_constellation_scenes
+    first, second = scenes
+    assert len(first.person_ids) == 7 and len(second.person_ids) == 1
+    assert [p.allowlisted for p in second.person_ids] == [True]
+    marked = [p.person_id for p in first.person_ids if p.allowlisted]
+    assert marked == [second.person_ids[0].person_id]
 
 
 def face_crop_b64(media) -> str:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-import numpy as np
-
 from framewise import topics
 from framewise.blobstore import BlobStore
 from framewise.config import Settings
@@ -15,25 +13,10 @@ from framewise.kafka import in_thread, to_bytes, topic, valid_events
 from framewise.media import MediaError, decode_image
 from framewise.topic_view import TopicView
 from schemas.messages import AllowlistEnrollment, AllowlistRecord
-from stages.face.allowlist import AllowlistIndex
-from stages.face.stage import FaceAnalyzer, encode_embedding
+from stages.face.embedding import encode_embedding
+from stages.face.stage import FaceAnalyzer
 
 log = logging.getLogger(__name__)
-
-
-def follow(index: AllowlistIndex):
-    """A TopicView callback that keeps ``index`` equal to the allowlist topic."""
-
-    def on_record(identity_id: str, value: bytes | None, headers: dict[str, bytes]) -> None:
-        if value is None:
-            index.apply(identity_id, None)
-            return
-        try:
-            index.apply(identity_id, AllowlistRecord.model_validate_json(value))
-        except ValueError:
-            log.warning("allowlist record %s does not parse; ignored", identity_id)
-
-    return on_record
 
 
 def enrollment_embeddings(
@@ -41,18 +24,19 @@ def enrollment_embeddings(
 ) -> tuple[list[str], str | None]:
     """The embedding of the largest face in each image; an error when no image has one."""
     embeddings, problems = [], []
+    pack = analyzer.pack
     for n, key in enumerate(request.blob_keys):
         try:
-            bgr = np.ascontiguousarray(decode_image(blobs.get_bytes(key), max_pixels)[..., ::-1])
+            rgb = decode_image(blobs.get_bytes(key), max_pixels)
         except (MediaError, FileNotFoundError) as exc:
             problems.append(f"images[{n}]: {getattr(exc, 'message', exc)}")
             continue
-        detections = analyzer.pack.detect(bgr)
+        detections = pack.detect(rgb)
         if not detections:
             problems.append(f"images[{n}]: no face found")
             continue
         largest = max(detections, key=lambda d: (d.bbox[2] - d.bbox[0]) * (d.bbox[3] - d.bbox[1]))
-        vector = analyzer.pack.embed([analyzer.pack.align(bgr, largest)])[0]
+        vector = pack.embed(pack.align(rgb, [largest]))[0]
         embeddings.append(encode_embedding(vector))
     return embeddings, (None if embeddings else "; ".join(problems) or "no images")
 
@@ -61,7 +45,7 @@ def attach_face_agents(app, settings: Settings, analyzer: FaceAnalyzer) -> None:
     allowlist = topic(app, topics.ALLOWLIST)
     requests = topic(app, topics.ALLOWLIST_REQUESTS)
     blobs = BlobStore(settings.data_dir)
-    view = TopicView(settings, topics.ALLOWLIST.name, follow(analyzer.allowlist))
+    view = TopicView(settings, topics.ALLOWLIST.name, analyzer.allowlist.on_record)
 
     @app.task
     async def follow_allowlist() -> None:
@@ -82,6 +66,7 @@ def attach_face_agents(app, settings: Settings, analyzer: FaceAnalyzer) -> None:
                 label=request.label,
                 status="enrolled" if embeddings else "failed",
                 embeddings=embeddings,
+                face_pack=analyzer.pack.name,
                 error=error,
                 created_at=existing.created_at if existing else datetime.now(UTC),
             )

@@ -1,52 +1,40 @@
-"""The allowlist: enrolled identities and matching faces against them.
-
-Identities live on the compacted topic ``framewise.allowlist.v1`` (key: identity id; a null
-value removes one). Every face worker and every API replica reads the whole topic into an
-:class:`AllowlistIndex`, so each of them sees every enrollment.
-"""
+"""Matching faces against the allowlist, with the embeddings of the active face pack only:
+an identity enrolled with another pack (another embedding space) never matches, and the API
+reports it as ``needs_reenrollment``."""
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
+from framewise.allowlist_records import AllowlistRecords
 from schemas.messages import AllowlistRecord
+from stages.face.embedding import decode_embedding
+
+LEGACY_PACK = "insightface"  # records written before packs were recorded held ArcFace vectors
 
 
-class AllowlistIndex:
-    """Thread-safe: the topic follower writes, analyzer threads read."""
+def record_pack(record: AllowlistRecord) -> str:
+    return record.face_pack or LEGACY_PACK
 
-    def __init__(self, threshold: float) -> None:
+
+class AllowlistIndex(AllowlistRecords):
+    def __init__(self, pack: str, dimensions: int, threshold: float) -> None:
+        self.pack = pack
         self.threshold = threshold
-        self._lock = threading.Lock()
-        self._records: dict[str, AllowlistRecord] = {}
-        self._matrix = np.zeros((0, 512), np.float32)
+        self._matrix = np.zeros((0, dimensions), np.float32)
         self._owners: list[str] = []
+        super().__init__()
 
-    def apply(self, identity_id: str, record: AllowlistRecord | None) -> None:
-        from stages.face.stage import decode_embedding
-
-        with self._lock:
-            if record is None:
-                self._records.pop(identity_id, None)
-            else:
-                self._records[identity_id] = record
-            rows, owners = [], []
-            for rid, rec in self._records.items():
-                for text in rec.embeddings:
-                    rows.append(decode_embedding(text))
-                    owners.append(rid)
-            self._matrix = np.stack(rows) if rows else np.zeros((0, 512), np.float32)
-            self._owners = owners
-
-    def records(self) -> list[AllowlistRecord]:
-        with self._lock:
-            return list(self._records.values())
-
-    def get(self, identity_id: str) -> AllowlistRecord | None:
-        with self._lock:
-            return self._records.get(identity_id)
+    def changed(self, records: list[AllowlistRecord]) -> None:
+        rows, owners = [], []
+        for record in records:
+            if record_pack(record) != self.pack:
+                continue
+            for text in record.embeddings:
+                rows.append(decode_embedding(text))
+                owners.append(record.identity_id)
+        self._matrix = np.stack(rows) if rows else self._matrix[:0]
+        self._owners = owners
 
     def match(self, embedding: np.ndarray) -> tuple[str, float] | None:
         """The best enrolled identity at or above the threshold, with its cosine similarity."""

@@ -11,76 +11,56 @@ import numpy as np
 from framewise.blobstore import BlobStore
 from framewise.config import Settings
 from schemas.messages import FrameBatch
-from stages.face import clustering
+from stages.face import clustering, packs
 from stages.face.allowlist import AllowlistIndex
-from stages.face.models import FaceModelPack
+from stages.face.embedding import decode_embedding, encode_embedding
 from stages.registry import StageSpec, VideoContext
-
-# insightface's recognition model names: a pack with one of them can run the face stage.
-RECOGNIZER_NAMES = ("w600k_*.onnx", "glintr100.onnx", "*arcface*.onnx")
-
-
-def encode_embedding(vector: np.ndarray) -> str:
-    """512 floats as base64 float16: a quarter of the JSON size, precision far beyond need."""
-    return base64.b64encode(vector.astype(np.float16).tobytes()).decode()
-
-
-def decode_embedding(text: str) -> np.ndarray:
-    vector = np.frombuffer(base64.b64decode(text), dtype=np.float16).astype(np.float32)
-    return vector / max(float(np.linalg.norm(vector)), 1e-12)
 
 
 class FaceAnalyzer:
-    """Detect, align, embed (batched), gender/age (batched), match the allowlist; the best
-    aligned crop of each face is kept in the blob store for the person's thumbnail."""
+    """Detect, align, embed (batched), gender/age (batched), match the allowlist, with the
+    configured face pack; the aligned crop of each face is kept in the blob store for the
+    person's thumbnail."""
 
     def __init__(self, settings: Settings, allowlist: AllowlistIndex | None = None) -> None:
         self.settings = settings
-        self.pack = FaceModelPack(
-            settings.model_path(settings.face_pack),
-            settings.onnx_providers,
-            settings.face_detector,
-            settings.face_det_size,
-            settings.face_det_threshold,
-            settings.face_batch_size,
-        ).load()
+        self.pack = packs.make_pack(settings).load()
         self.blobs = BlobStore(settings.data_dir)
-        self.allowlist = allowlist or AllowlistIndex(settings.allowlist_threshold)
+        self.allowlist = allowlist or AllowlistIndex(
+            self.pack.name, self.pack.embedding_size, packs.thresholds(settings).allowlist
+        )
 
     def analyze(self, frames: np.ndarray, batch: FrameBatch) -> dict[str, Any]:
         own = frames[batch.context_frames :]
         times = batch.timestamps[batch.context_frames :]
-        found = []  # (frame index, detection)
-        bgr_frames = [np.ascontiguousarray(f[..., ::-1]) for f in own]
-        attributes: dict[int, list] = {}
-        for i, bgr in enumerate(bgr_frames):
+        found = []  # (frame index, face index in the frame, aligned face, attributes)
+        for i, rgb in enumerate(own):
             detections = [
                 d
-                for d in self.pack.detect(bgr)
+                for d in self.pack.detect(rgb)
                 if min(d.bbox[2] - d.bbox[0], d.bbox[3] - d.bbox[1]) >= self.settings.face_min_size
             ]
-            attributes[i] = self.pack.gender_age(bgr, detections)
-            found += [(i, k, d) for k, d in enumerate(detections)]
-        crops = [self.pack.align(bgr_frames[i], d) for i, _, d in found]
-        embeddings = self.pack.embed(crops) if crops else np.zeros((0, 512))
+            faces = self.pack.align(rgb, detections)
+            attributes = self.pack.attributes(rgb, faces)
+            found += [(i, k, f, a) for k, (f, a) in enumerate(zip(faces, attributes, strict=True))]
+        embeddings = self.pack.embed([face for _, _, face, _ in found])
         out: dict[int, list] = {i: [] for i in range(len(own))}
-        for (i, k, d), crop, embedding in zip(found, crops, embeddings, strict=True):
+        for (i, k, face, (p_male, age)), embedding in zip(found, embeddings, strict=True):
             h, w = own[i].shape[:2]
-            x0, y0, x1, y1 = d.bbox
+            x0, y0, x1, y1 = np.clip(face.detection.bbox, 0, [w, h, w, h])
             key = (
                 f"frames/{batch.job_id}/faces/{batch.segment_index:05d}-"
                 f"{batch.batch_index:05d}-{i:03d}-{k:03d}.jpg"
             )
-            self.blobs.put_bytes(
-                key, cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
-            )
-            p_male, age = attributes[i][k] if attributes[i] else (None, None)
+            jpeg = cv2.imencode(".jpg", face.chip[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])[1]
+            self.blobs.put_bytes(key, jpeg.tobytes())
             out[i].append(
                 {
                     "box": [round(float(v), 5) for v in (x0 / w, y0 / h, x1 / w, y1 / h)],
                     "area": round(float((x1 - x0) * (y1 - y0) / (w * h)), 6),
-                    "score": round(d.score, 4),
+                    "score": round(face.detection.score, 4),
                     "embedding": encode_embedding(embedding),
+                    "pack": self.pack.name,
                     "p_male": p_male,
                     "age": age,
                     "thumbnail": key,
@@ -90,7 +70,8 @@ class FaceAnalyzer:
         return {"frames": [{"t": times[i], "faces": out[i]} for i in range(len(own))]}
 
 
-def _faces(payloads: list[dict]) -> list[clustering.Face]:
+def _faces(payloads: list[dict], pack: str) -> list[clustering.Face]:
+    """The faces of the payloads made by ``pack`` (embeddings of two packs never meet)."""
     return [
         clustering.Face(
             t=frame["t"],
@@ -106,6 +87,7 @@ def _faces(payloads: list[dict]) -> list[clustering.Face]:
         for payload in payloads
         for frame in payload.get("frames", [])
         for face in frame["faces"]
+        if face.get("pack", pack) == pack
     ]
 
 
@@ -120,7 +102,7 @@ def _person_body(
     matched = sum(f.allowlisted for f in person.faces)
     body = {
         "person_id": person_id,
-        "gender": clustering.gender(person.faces, settings.face_gender_confidence),
+        "gender": clustering.gender(person.faces, packs.thresholds(settings).gender_confidence),
         "face_embedding": [round(float(v), 6) for v in person.centroid],
         "allowlisted": matched * 2 >= len(person.faces),
         "relative_prominence": prominence,
@@ -141,8 +123,8 @@ def _thumbnails(persons: list[clustering.Person], settings: Settings) -> dict[st
 
 
 def finalize_video(ctx: VideoContext, settings: Settings) -> dict[str, Any]:
-    faces = _faces(ctx.payloads)
-    persons = clustering.cluster(faces, settings.face_cluster_threshold)
+    faces = _faces(ctx.payloads, settings.face_pack)
+    persons = clustering.cluster(faces, packs.thresholds(settings).cluster)
     thumbnails = _thumbnails(persons, settings)
     scenes = [(s["start_seconds"], s["end_seconds"]) for s in ctx.result.get("raw_scenes", [])]
     if not scenes:
@@ -165,7 +147,7 @@ def finalize_video(ctx: VideoContext, settings: Settings) -> dict[str, Any]:
 
 
 def finalize_image(payload: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    faces = _faces([payload])
+    faces = _faces([payload], settings.face_pack)
     persons = [clustering.Person() for _ in faces]  # in one image every face is its own person
     for person, face in zip(persons, faces, strict=True):
         person.add(face)
@@ -193,7 +175,6 @@ FACE = StageSpec(
     finalize_video=finalize_video,
     finalize_image=finalize_image,
     attach=_attach,
-    installed=lambda settings: any(
-        any(settings.model_path(settings.face_pack).glob(pattern)) for pattern in RECOGNIZER_NAMES
-    ),
+    installed=packs.installed,
+    models=lambda settings: packs.make_pack(settings).models(),
 )

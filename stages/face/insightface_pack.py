@@ -1,32 +1,31 @@
-"""insightface's model zoo on onnxruntime: one class for a face model pack.
+"""insightface's model zoo on onnxruntime, as a :class:`FacePack` (``FRAMEWISE_FACE_PACK=
+insightface``).
 
 A pack is a directory in insightface's layout (``buffalo_l``: ``det_10g.onnx``,
 ``w600k_r50.onnx``, ``genderage.onnx``, …). insightface's router recognises each file by its
 signature (SCRFD detector, 112x112 ArcFace recogniser, 96x96 genderage attribute model); this
 class loads them once, detects, aligns with the 5 keypoints, and batches the face crops.
+insightface's pretrained packs are for non-commercial research use only.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import cv2
 import numpy as np
 
+from framewise.config import Settings
+from framewise.inference import ModelCard, ModelMissing
+from stages.face.pack import AlignedFace, Detection, FacePack, PackThresholds, l2_normalise
+
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class Detection:
-    bbox: np.ndarray  # x0, y0, x1, y1 in pixels
-    keypoints: np.ndarray  # 5 x 2
-    score: float
-
-
-class FacePackMissing(RuntimeError):
-    pass
+# insightface's recognition model names: a pack with one of them can run the face stage.
+RECOGNIZER_NAMES = ("w600k_*.onnx", "glintr100.onnx", "*arcface*.onnx")
+PACK_SETTING = "FRAMEWISE_MODELS_DIR and FRAMEWISE_FACE_INSIGHTFACE_DIR"
 
 
 def is_yunet(path: Path) -> bool:
@@ -37,34 +36,42 @@ def is_yunet(path: Path) -> bool:
     return any(name.startswith("obj_") for name in outputs)
 
 
-class FaceModelPack:
-    def __init__(
-        self,
-        pack_dir: Path,
-        providers: list[str],
-        detector: str | None = None,
-        det_size: int = 640,
-        det_threshold: float = 0.5,
-        batch_size: int = 32,
-    ) -> None:
-        self.pack_dir = pack_dir
-        self.providers = providers
-        self.detector_name = detector
-        self.det_size = det_size
-        self.det_threshold = det_threshold
-        self.batch_size = batch_size
+def installed(pack_dir: Path) -> bool:
+    return any(any(pack_dir.glob(pattern)) for pattern in RECOGNIZER_NAMES)
+
+
+class InsightFacePack(FacePack):
+    name = "insightface"
+    embedding_size = 512
+    thresholds = PackThresholds(cluster=0.45, allowlist=0.5, gender_confidence=0.7)
+
+    def __init__(self, settings: Settings) -> None:
+        self.pack_dir = settings.model_path(settings.face_insightface_dir)
+        self.providers = settings.onnx_providers
+        self.detector_name = settings.face_detector
+        self.det_size = settings.face_det_size
+        self.det_threshold = settings.face_det_threshold
+        self.batch_size = settings.face_batch_size
         self.detector = None
         self.recognizer = None
         self.genderage = None
 
-    def load(self) -> FaceModelPack:
+    def models(self) -> list[tuple[ModelCard, Path]]:
+        card = ModelCard(
+            role="face pack",
+            name="insightface pack (SCRFD, ArcFace, genderage)",
+            license="insightface pretrained models: non-commercial research use only",
+            source="FRAMEWISE_MODELS_DIR/FRAMEWISE_FACE_INSIGHTFACE_DIR (`framewise models "
+            "fetch buffalo_l`)",
+            commercial_use=False,
+        )
+        return [(card, self.pack_dir)]
+
+    def load(self) -> Self:
         from insightface.model_zoo import get_model
 
         if not self.pack_dir.is_dir():
-            raise FacePackMissing(
-                f"face model pack {self.pack_dir} not found (FRAMEWISE_MODELS_DIR, "
-                "FRAMEWISE_FACE_PACK; `framewise models` lists what is installed)"
-            )
+            raise ModelMissing(self.pack_dir, PACK_SETTING)
         detectors = {}
         for path in sorted(self.pack_dir.glob("*.onnx")):
             if is_yunet(path):  # insightface's router would take it for SCRFD
@@ -79,10 +86,12 @@ class FaceModelPack:
             elif task == "genderage" and self.genderage is None:
                 self.genderage = model
         if not detectors:
-            raise FacePackMissing(f"no face detector in {self.pack_dir}")
+            raise ModelMissing(self.pack_dir / "det_*.onnx", PACK_SETTING)
+        if self.recognizer is None:
+            raise ModelMissing(self.pack_dir / "w600k_*.onnx", PACK_SETTING)
         if self.detector_name:
             if self.detector_name not in detectors:
-                raise FacePackMissing(f"{self.detector_name} is not in {self.pack_dir}")
+                raise ModelMissing(self.pack_dir / self.detector_name, "FRAMEWISE_FACE_DETECTOR")
             self.detector = detectors[self.detector_name]
         else:  # the largest detector is the most accurate one (det_10g > det_2.5g > det_500m)
             name = max(detectors, key=lambda n: (self.pack_dir / n).stat().st_size)
@@ -94,48 +103,52 @@ class FaceModelPack:
             "face pack %s: detector %s, recognition %s, genderage %s",
             self.pack_dir,
             Path(self.detector.model_file).name,
-            self.recognizer and Path(self.recognizer.model_file).name,
+            Path(self.recognizer.model_file).name,
             self.genderage and Path(self.genderage.model_file).name,
         )
         return self
 
-    def detect(self, bgr: np.ndarray) -> list[Detection]:
+    def detect(self, rgb: np.ndarray) -> list[Detection]:
         assert self.detector is not None, "call load() first"
+        bgr = np.ascontiguousarray(rgb[..., ::-1])
         boxes, keypoints = self.detector.detect(bgr, input_size=(self.det_size, self.det_size))
         return [
-            Detection(b[:4].astype(float), k.astype(float), float(b[4]))
+            Detection(b[:4].astype(float), float(b[4]), k.astype(float))
             for b, k in zip(boxes, keypoints, strict=True)
         ]
 
-    @staticmethod
-    def align(bgr: np.ndarray, detection: Detection, size: int = 112) -> np.ndarray:
+    def align(self, rgb: np.ndarray, detections: list[Detection]) -> list[AlignedFace]:
         from insightface.utils import face_align
 
-        return face_align.norm_crop(bgr, landmark=detection.keypoints, image_size=size)
+        return [
+            AlignedFace(d, face_align.norm_crop(rgb, landmark=d.keypoints, image_size=112), None)
+            for d in detections
+        ]
 
-    def embed(self, crops: list[np.ndarray]) -> np.ndarray:
-        """L2-normalised embeddings of aligned crops, in batches."""
-        if self.recognizer is None:
-            raise FacePackMissing(f"no recognition model (ArcFace) in {self.pack_dir}")
+    def embed(self, faces: list[AlignedFace]) -> np.ndarray:
+        """L2-normalised ArcFace embeddings of the aligned crops, in batches."""
+        crops = [face.chip for face in faces]
         out = [
             self._run(self.recognizer, crops[i : i + self.batch_size])
             for i in range(0, len(crops), self.batch_size)
         ]
-        features = np.concatenate(out) if out else np.zeros((0, 512), np.float32)
-        return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+        return l2_normalise(np.concatenate(out) if out else np.zeros((0, 512), np.float32))
 
-    def gender_age(self, bgr: np.ndarray, detections: list[Detection]) -> list[tuple[float, float]]:
-        """(probability of male, age in years) per face; empty without the attribute model."""
-        if self.genderage is None or not detections:
-            return []
+    def attributes(
+        self, rgb: np.ndarray, faces: list[AlignedFace]
+    ) -> list[tuple[float | None, float | None]]:
+        """(probability of male, age in years) per face; ``None`` without the attribute model."""
+        if self.genderage is None or not faces:
+            return [(None, None)] * len(faces)
         from insightface.utils import face_align
 
         size = self.genderage.input_size[0]
         crops = []
-        for d in detections:
-            w, h = d.bbox[2] - d.bbox[0], d.bbox[3] - d.bbox[1]
-            center = ((d.bbox[0] + d.bbox[2]) / 2, (d.bbox[1] + d.bbox[3]) / 2)
-            crops.append(face_align.transform(bgr, center, size, size / (max(w, h) * 1.5), 0)[0])
+        for face in faces:
+            x0, y0, x1, y1 = face.detection.bbox
+            center = ((x0 + x1) / 2, (y0 + y1) / 2)
+            scale = size / (max(x1 - x0, y1 - y0) * 1.5)
+            crops.append(face_align.transform(rgb, center, size, scale, 0)[0])
         preds = np.concatenate(
             [
                 self._run(self.genderage, crops[i : i + self.batch_size])
@@ -148,11 +161,12 @@ class FaceModelPack:
 
     @staticmethod
     def _run(model, crops: list[np.ndarray]) -> np.ndarray:
-        """One session call for a batch of crops, with the model's own normalisation; a model
+        """One session call for a batch of RGB crops (the networks take RGB, as insightface's
+        own swapRB on its BGR crops gives them), with the model's own normalisation; a model
         with a fixed batch of 1 is called crop by crop."""
         size = tuple(crops[0].shape[:2][::-1])
         blob = cv2.dnn.blobFromImages(
-            crops, 1.0 / model.input_std, size, (model.input_mean,) * 3, swapRB=True
+            crops, 1.0 / model.input_std, size, (model.input_mean,) * 3, swapRB=False
         )
         fixed = model.session.get_inputs()[0].shape[0]
         name = model.session.get_inputs()[0].name

@@ -1,0 +1,36 @@
+"""The face packs by name, and the thresholds in force (the pack's, or the settings')."""
+
+from __future__ import annotations
+
+from framewise.config import Settings
+from stages.face import dlib_pack, insightface_pack
+from stages.face.pack import FacePack, PackThresholds
+
+PACKS: dict[str, type[FacePack]] = {
+    "dlib": dlib_pack.DlibPack,
+    "insightface": insightface_pack.InsightFacePack,
+}
+
+
+def make_pack(settings: Settings) -> FacePack:
+    """The configured pack, not yet loaded."""
+    return PACKS[settings.face_pack](settings)
+
+
+def thresholds(settings: Settings) -> PackThresholds:
+    calibrated = PACKS[settings.face_pack].thresholds
+    return PackThresholds(
+        cluster=_either(settings.face_cluster_threshold, calibrated.cluster),
+        allowlist=_either(settings.allowlist_threshold, calibrated.allowlist),
+        gender_confidence=_either(settings.face_gender_confidence, calibrated.gender_confidence),
+    )
+
+
+def installed(settings: Settings) -> bool:
+    if settings.face_pack == "insightface":
+        return insightface_pack.installed(settings.model_path(settings.face_insightface_dir))
+    return dlib_pack.installed()
+
+
+def _either(value: float | None, default: float) -> float:
+    return default if value is None else value

