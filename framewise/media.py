@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -72,6 +73,38 @@ def probe_video(path: Path, max_pixels: int) -> VideoProbe:
             height=first.height,
             frame_count=stream.frames or None,
         )
+
+
+def occupied_segments(
+    path: Path, segment_seconds: float, deadline: float | None = None
+) -> tuple[list[int], int]:
+    """The indices of the ``segment_seconds`` slots of the timeline that hold at least one
+    frame, and the number of frames, from the packets alone (no decoding).
+
+    A plan built from these costs what the media really holds: two frames a day apart make two
+    segments, not 1,441 (the timestamps a container claims cost nothing to fake). Raises
+    :class:`MediaError` when ``deadline`` (epoch seconds) passes while reading.
+    """
+    occupied: set[int] = set()
+    packets = 0
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        start_pts = stream.start_time or 0
+        for packet in container.demux(stream):
+            stamp = packet.pts if packet.pts is not None else packet.dts
+            if stamp is None or packet.size == 0:
+                continue
+            packets += 1
+            t = max(0.0, float((stamp - start_pts) * stream.time_base))
+            occupied.add(int(t // segment_seconds))
+            if deadline is not None and packets % 4096 == 0 and time.time() > deadline:
+                raise PlanningTimeout("Max-Processing-Time passed while reading the video")
+    return sorted(occupied), packets
+
+
+class PlanningTimeout(MediaError):
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorCode.processing_timeout, message)
 
 
 def scaled_size(width: int, height: int, max_side: int) -> tuple[int, int]:

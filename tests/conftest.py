@@ -63,6 +63,26 @@ def mpeg4_writer(path: Path, size: tuple[int, int], fps: int, bit_rate: int):
             out.mux(packet)
 
 
+def write_timeline_video(path: Path, frame_times_ms: list[int]) -> None:
+    """An H.264 video of one small frame at each of ``frame_times_ms`` (time base 1/1000): a
+    claimed timeline far longer than what the file holds, as a hostile upload would have."""
+    import fractions
+
+    tick = fractions.Fraction(1, 1000)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        stream.time_base = stream.codec_context.time_base = tick
+        for i, pts in enumerate(frame_times_ms):
+            image = np.full((120, 160, 3), (60 + 120 * i) % 256, np.uint8)
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = pts, tick
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+
 def write_cut_video(path: Path, seconds: int, shot_seconds: int, size=(160, 120), fps=30) -> None:
     """A synthetic video with a hard cut every ``shot_seconds``: textured shots of distinct
     colours that drift slowly (so frames are not identical)."""
@@ -289,7 +309,6 @@ def pipeline(tmp_path_factory) -> Iterator[Pipeline]:
         FRAMEWISE_STALL_TIMEOUT_S="12",
         FRAMEWISE_LOG_LEVEL="info",
     )
-    # Model stages run where the shared test models are present.
     # Every stage with the models of the default install; FRAMEWISE_MODELS_DIR holds nothing.
     stages = ["scene", "tag", "ocr", "face"]
     (base / "models").mkdir()

@@ -118,18 +118,20 @@ def is_complete(state: JobState) -> bool:
 
 
 def progress(state: JobState) -> float:
+    """Each segment is an equal share: 0 until decoded, then 0.3 plus 0.7 times the share of
+    its batches the stages have reported. It never goes backwards as segments report how many
+    batches they hold (a share counted against a total that grows would)."""
     if not state.n_segments:
         return 0.0
-    decoded = len(state.segments) / state.n_segments
-    ratios = []
-    for stage in state.stages:
-        expected = expected_batches(state, stage)
-        if expected is None:  # not all segments decoded: count what is known so far
-            profile = stages()[stage].profile
-            expected = sum(s.batches.get(profile, 0) for s in state.segments.values()) or 1
-        ratios.append(min(1.0, state.done.get(stage, 0) / max(1, expected)))
-    analysed = sum(ratios) / len(ratios) if ratios else 1.0
-    return round(min(0.99, decoded * (0.3 + 0.7 * analysed)), 3)
+    total = 0.0
+    for key, segment in state.segments.items():
+        ratios = []
+        for stage in state.stages:
+            expected = segment.batches.get(stages()[stage].profile, 0)
+            got = state.received.get(stage, {}).get(key, 0).bit_count()
+            ratios.append(1.0 if expected == 0 else min(1.0, got / expected))
+        total += 0.3 + 0.7 * (sum(ratios) / len(ratios) if ratios else 1.0)
+    return round(min(0.99, total / state.n_segments), 3)
 
 
 def _now() -> datetime:

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import math
 from datetime import UTC, datetime
 
 from framewise.blobstore import BlobStore
 from framewise.config import Settings
-from framewise.media import MediaError, probe_video
+from framewise.media import MediaError, occupied_segments, probe_video
 from schemas.api import ErrorCode, JobError
 from schemas.messages import DecodeTask, IngestRequest, JobPlanned, SegmentDecoded
 from stages.registry import enabled_stages
@@ -32,6 +31,24 @@ def _deadline(request: IngestRequest, submitted_at: datetime) -> float | None:
     if request.max_processing_time_s <= 0:
         return None
     return submitted_at.timestamp() + request.max_processing_time_s
+
+
+def segment_tasks(
+    blob_key: str, slots: list[int], segment_seconds: float, common: dict
+) -> list[DecodeTask]:
+    """One decode task per occupied slot of the timeline; each runs to the next occupied slot,
+    so the tasks cover the whole timeline and empty stretches cost nothing."""
+    bounds = [slot * segment_seconds for slot in slots]
+    return [
+        DecodeTask(
+            blob_key=blob_key,
+            segment_index=i,
+            start_s=0.0 if i == 0 else start,
+            end_s=bounds[i + 1] if i + 1 < len(bounds) else None,
+            **common,
+        )
+        for i, start in enumerate(bounds)
+    ]
 
 
 def plan(
@@ -61,18 +78,9 @@ def plan(
         if not blobs.exists(key):
             raise MediaError(ErrorCode.unsupported_media, f"blob {key!r} is not in the blob store")
         probe = probe_video(blobs.path(key), settings.max_pixels)
-        n_segments = max(1, math.ceil(probe.duration_seconds / settings.segment_seconds))
-        for i in range(n_segments):
-            last = i == n_segments - 1
-            tasks.append(
-                DecodeTask(
-                    blob_key=key,
-                    segment_index=i,
-                    start_s=i * settings.segment_seconds,
-                    end_s=None if last else (i + 1) * settings.segment_seconds,
-                    **common,
-                )
-            )
+        slots, _ = occupied_segments(blobs.path(key), settings.segment_seconds, deadline)
+        tasks = segment_tasks(key, slots or [0], settings.segment_seconds, common)
+        n_segments = len(tasks)
         external_ids: list[str] = []
     else:
         assert request.images is not None

@@ -1,0 +1,79 @@
+"""A claimed timeline costs nothing to fake: a plan follows the frames a video really holds, a
+job keeps its Max-Processing-Time, and progress never goes backwards."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from framewise.blobstore import BlobStore
+from framewise.config import Settings
+from framewise.media import occupied_segments
+from schemas.messages import IngestRequest
+from stages.decode.planner import plan
+from tests.conftest import write_cut_video, write_timeline_video
+
+DAY_MS = 86_400_000
+
+
+def plan_of(path, tmp_path, **settings):
+    blobs = BlobStore(tmp_path / "data")
+    blobs.put_bytes("uploads/video_hostile_timeline_01/video", path.read_bytes())
+    request = IngestRequest(
+        job_id="video_hostile_timeline_01",
+        media_type="video",
+        video_blob_key="uploads/video_hostile_timeline_01/video",
+    )
+    planned, tasks, _ = plan(request, blobs, Settings(stages=["scene"], **settings))
+    return planned, tasks
+
+
+def test_two_frames_a_day_apart_make_two_segments(tmp_path):
+    path = tmp_path / "gap.mp4"
+    write_timeline_video(path, [0, DAY_MS])
+    assert path.stat().st_size < 4096
+    assert occupied_segments(path, 60.0) == ([0, 1440], 2)
+    planned, tasks = plan_of(path, tmp_path, segment_seconds=60.0)
+    assert planned.n_segments == 2
+    assert [(t.start_s, t.end_s) for t in tasks] == [(0.0, 86_400.0), (86_400.0, None)]
+
+
+def test_a_continuous_video_keeps_its_segment_grid(tmp_path):
+    path = tmp_path / "cuts.mp4"
+    write_cut_video(path, seconds=50, shot_seconds=10)
+    _, tasks = plan_of(path, tmp_path, segment_seconds=20.0)
+    assert [(t.start_s, t.end_s) for t in tasks] == [(0.0, 20.0), (20.0, 40.0), (40.0, None)]
+
+
+def test_a_faked_timeline_keeps_its_deadline_and_starves_nobody(pipeline, tmp_path, test_video):
+    """The 1.6 kB file of two frames a day apart, with a 10 s limit, next to another job: both
+    end promptly, and the hostile job's progress never goes backwards."""
+    from tests.test_pipeline import submit_video
+
+    path = tmp_path / "gap.mp4"
+    write_timeline_video(path, [0, DAY_MS])
+    started = time.monotonic()
+    hostile = submit_video(pipeline, path, headers={"Max-Processing-Time": "10"})
+    seen: list[float] = []
+
+    def watch() -> None:
+        with pipeline.client() as client:
+            while time.monotonic() - started < 30:
+                body = client.get(hostile).json()
+                seen.append(body.get("progress") or 0.0)
+                if body["status"] in ("finished", "failed"):
+                    return
+                time.sleep(0.1)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    other = submit_video(pipeline, test_video)
+    body = pipeline.wait_job(hostile, timeout=30)
+    elapsed = time.monotonic() - started
+    watcher.join()
+    assert elapsed < 20, f"the hostile job took {elapsed:.1f} s"
+    assert body["status"] == "finished" or body["error"]["code"] == "processing_timeout"
+    if body["status"] == "finished":
+        assert body["result"]["metadata"]["duration_seconds"] >= 86_400
+    assert seen == sorted(seen), seen
+    assert pipeline.wait_job(other, timeout=120)["status"] == "finished"
