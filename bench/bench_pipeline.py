@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from framewise.blobstore import BlobStore  # noqa: E402
 from framewise.broker import free_port, wait_for_port  # noqa: E402
-from framewise.cli import submit, wait_for  # noqa: E402
+from framewise.client import Client  # noqa: E402
 from framewise.config import Settings  # noqa: E402
 from framewise.media import decode_video_segment  # noqa: E402
 from schemas.messages import FrameBatch  # noqa: E402
@@ -203,7 +203,7 @@ def bench_faces(media: Path) -> None:
         frames = [f for fr, _ in batches for f in fr]
         pack = analyzer.pack
         detector = dlib.get_frontal_face_detector()
-        predictor, embedder = pack.aligner.predictor, pack.embedder.model
+        predictor, embedder = pack.aligner.model, pack.embedder.model
         age_gender = pack.age_gender
         sessions = age_gender.sessions
 
@@ -266,13 +266,13 @@ def end_to_end(path: Path) -> float:
         )
         try:
             wait_for_port("127.0.0.1", api_port, timeout=60)
-            url = f"http://127.0.0.1:{api_port}"
-            # Warm-up job: consumer groups join on the first messages.
-            wait_for(url, submit([path], url, None, None), lambda s: None)
-            start = time.perf_counter()
-            body = wait_for(url, submit([path], url, None, None), lambda s: None)
-            assert body["status"] == "finished", body
-            return time.perf_counter() - start
+            with Client(f"http://127.0.0.1:{api_port}") as client:
+                # Warm-up job: consumer groups join on the first messages.
+                client.wait(client.submit_video(path))
+                start = time.perf_counter()
+                job = client.wait(client.submit_video(path))
+                assert job.status == "finished", job
+                return time.perf_counter() - start
         finally:
             up.terminate()
             up.wait(timeout=30)

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_url: str | None = Field(None, description="URL `framewise analyze` talks to")
+    api_key: SecretStr | None = Field(None, description="API key `framewise analyze` sends")
     max_upload_bytes: int = Field(2 * 1024**3, description="largest accepted video upload")
     max_image_batch_bytes: int = Field(64 * 1024 * 1024, description="largest POST /v1/images")
     max_images_per_batch: int = 256

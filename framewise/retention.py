@@ -1,7 +1,8 @@
 """Retention: stored media and job bodies are deleted after ``FRAMEWISE_RETENTION_HOURS``.
 
 Kafka topics expire by their own retention; this removes what lives outside them: blob-store
-directories of jobs that never ended (a finished job's files are deleted at once), and job
+directories of jobs that never ended (a finished job's frames are deleted at once) and the
+keyframes the results viewer shows, and job
 bodies held in an API replica's memory.
 """
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from framewise.blobstore import BlobStore
 
-SWEPT_PREFIXES = ("uploads", "frames", "allowlist", "incoming")
+SWEPT_PREFIXES = ("uploads", "frames", "allowlist", "incoming", "thumbs")
 
 
 def sweep_blobs(blobs: BlobStore, max_age_s: float, now: float | None = None) -> list[Path]:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from aiokafka import AIOKafkaProducer
-from fastapi import Depends, FastAPI, Header, Query, Request, Response
+from fastapi import FastAPI, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
@@ -26,7 +26,7 @@ from framewise.media import MediaError, probe_video
 from framewise.metrics import JOBS_ACCEPTED, JOBS_REFUSED
 from framewise.retention import expired_jobs, sweep_blobs
 from framewise.topic_view import TopicView
-from ingest_api.auth import ApiKeys
+from ingest_api.auth import ApiKeys, Owner
 from ingest_api.problems import (
     BodySizeLimit,
     ProblemError,
@@ -36,6 +36,7 @@ from ingest_api.problems import (
     validation_exception_handler,
 )
 from ingest_api.status_view import OWNER_HEADER, StatusView
+from ingest_api.viewer import viewer_router
 from schemas.api import (
     AllowlistEnrollRequest,
     AllowlistIdentity,
@@ -60,14 +61,6 @@ MaxProcessingTime = Annotated[
         description="seconds; 0: no limit; absent: the server default",
     ),
 ]
-
-
-def caller(request: Request) -> str | None:
-    """The API key id of the request (``None`` with authentication off); 401 otherwise."""
-    return request.app.state.api_keys.owner(request)
-
-
-Owner = Annotated[str | None, Depends(caller)]
 
 
 def new_job_id(kind: Literal["video", "image_batch"]) -> str:
@@ -291,15 +284,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         response.headers["Location"] = f"/v1/images/{job_id}"
         return JobAccepted(job_id=job_id)
 
-    async def job_response(job_id: str, prefix: str, owner: str | None) -> Response:
+    async def find_job(job_id: str, prefix: str, owner: str | None) -> bytes:
+        """The job's body; another key's job is reported exactly like one that does not
+        exist."""
         body = view.jobs.get(job_id) if job_id.startswith(prefix) else None
         if body is None and job_id.startswith(prefix):
             await view.caught_up()
             body = view.jobs.get(job_id)
-        # Another key's job is reported exactly like a job that does not exist.
         if body is None or (owner is not None and view.owners.get(job_id, "") not in ("", owner)):
             raise ProblemError(404, "Not Found", f"no job {job_id!r}")
+        return body
+
+    async def job_response(job_id: str, prefix: str, owner: str | None) -> Response:
+        body = await find_job(job_id, prefix, owner)
         return Response(content=body, media_type="application/json")
+
+    app.include_router(viewer_router(find_job, blobs))
 
     @app.get(
         "/v1/videos/{job_id}",

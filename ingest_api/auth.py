@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 
 from ingest_api.problems import ProblemError
 
@@ -46,3 +47,11 @@ class ApiKeys:
             "a valid API key is required (Authorization: Bearer <key> or X-API-Key)",
             headers={"WWW-Authenticate": "Bearer"},
         )
+
+
+def caller(request: Request) -> str | None:
+    """The API key id of the request (``None`` with authentication off); 401 otherwise."""
+    return request.app.state.api_keys.owner(request)
+
+
+Owner = Annotated[str | None, Depends(caller)]

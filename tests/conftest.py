@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from framewise.broker import free_port, start_embedded_broker, wait_for_port
+from framewise.client import ApiProblem, Client
 from framewise.config import Settings
 from framewise.media import DecodedBatch, decode_video_segment
 from schemas.api import VideoResult
@@ -203,27 +204,26 @@ def long_video(tmp_path_factory) -> Path:
 
 
 def upload_video(base_url: str, path: Path) -> str:
-    """POST a video to a running API; the job's status path."""
-    response = httpx.post(
-        f"{base_url}/v1/videos",
-        content=path.read_bytes(),
-        headers={"Content-Type": "video/mp4"},
-        timeout=60,
-    )
-    assert response.status_code == 202, response.text
-    return response.headers["Location"]
+    """Upload a video to a running API with the client; the job's status path."""
+    with Client(base_url) as client:
+        return f"/v1/videos/{client.submit_video(path)}"
 
 
 def wait_for_job(
     base_url: str, location: str, timeout: float = 90.0, until=("finished", "failed")
 ) -> dict:
-    """Poll a job until its status is in ``until``."""
+    """Poll a job with the client until its status is in ``until`` (an outage of the API in
+    between is waited out); its body."""
+    job_id = location.rsplit("/", 1)[-1]
     deadline = time.monotonic() + timeout
-    with httpx.Client(base_url=base_url, timeout=30) as client:
+    with Client(base_url, timeout=30) as client:
         while time.monotonic() < deadline:
-            response = client.get(location)
-            if response.status_code == 200 and response.json()["status"] in until:
-                return response.json()
+            try:
+                job = client.get(job_id)
+            except (ApiProblem, httpx.HTTPError):
+                job = None
+            if job is not None and job.status.value in until:
+                return job.model_dump(mode="json", exclude_none=True)
             time.sleep(0.2)
     raise AssertionError(f"{location} did not reach {until} in {timeout}s")
 

@@ -10,13 +10,14 @@ webhook worker. Redelivered events are recognised (batch keys, segment numbers, 
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import defaultdict
 
 import faust
 
-from framewise import topics
+from framewise import keyframes, topics
 from framewise.blobstore import BlobStore
 from framewise.config import Settings
 from framewise.kafka import (
@@ -149,6 +150,9 @@ def build_aggregator_app(settings: Settings) -> faust.App:
         forget_batches(state)
         blobs.delete_prefix(f"frames/{state.job_id}")
         blobs.delete_prefix(f"uploads/{state.job_id}")
+        if state.media_type == "video":
+            result = json.loads(state.final_body).get("result") or {}
+            await in_thread(keyframes.prune_video_keyframes, blobs, state.job_id, result)
         log.info("job %s %s", state.job_id, state.final_status)
 
     async def after_change(state: JobState) -> None:

@@ -13,7 +13,7 @@ from collections import Counter
 
 import faust
 
-from framewise import topics
+from framewise import keyframes, topics
 from framewise.blobstore import BlobStore
 from framewise.config import Settings
 from framewise.kafka import dead_letter, in_thread, make_app, to_bytes, topic, valid_events
@@ -98,11 +98,21 @@ def build_decode_app(settings: Settings) -> faust.App:
             blobs.path(task.blob_key), selected, task.start_s, task.end_s, settings.max_pixels
         )
         frames = 0
+        keyframe_slots: set[int] = set()
         try:
             while (batch := await in_thread(next, batches, None)) is not None:
                 if task.deadline is not None and time.time() > task.deadline:
                     log.info("decode: %s passed its deadline, stopping", task.job_id)
                     break
+                own = batch.context_frames
+                await in_thread(
+                    keyframes.write_video_keyframes,
+                    blobs,
+                    task.job_id,
+                    batch.frames[own:],
+                    batch.timestamps[own:],
+                    keyframe_slots,
+                )
                 await publish(task, batch)
                 counts[batch.profile] += 1
                 frames += len(batch.timestamps) - batch.context_frames
@@ -113,6 +123,8 @@ def build_decode_app(settings: Settings) -> faust.App:
     async def decode_one_image(task: DecodeTask, counts: Counter) -> int:
         data = await in_thread(blobs.get_bytes, task.blob_key)
         image = await in_thread(decode_image, data, settings.max_pixels)
+        thumbnail = await in_thread(keyframes.encode, image)
+        blobs.put_bytes(keyframes.image_key(task.job_id, task.segment_index), thumbnail)
         for name in task.profiles:
             resized = await in_thread(resize_to, image, all_profiles[name].max_side)
             await publish(task, DecodedBatch(name, 0, resized[None], 0, [0], [0.0], rate=0.0))

