@@ -44,10 +44,13 @@ from framewise.broker import free_port, wait_for_port  # noqa: E402
 from framewise.client import Client  # noqa: E402
 from framewise.config import Settings  # noqa: E402
 from framewise.media import decode_video_segment  # noqa: E402
+from framewise.synthetic import write_cut_video, write_image_video  # noqa: E402
 from schemas.messages import FrameBatch  # noqa: E402
+from stages.local import frame_message  # noqa: E402
 from stages.profiles import profiles  # noqa: E402
 from stages.scene.detector import SceneFeatures, ShotDetector, frame_features  # noqa: E402
-from tests.conftest import frame_message, write_cut_video  # noqa: E402
+
+TEST_MODELS = Path(os.environ.get("FRAMEWISE_TEST_MODELS", ROOT.parent / "shared" / "models"))
 
 
 def timed(fn):
@@ -156,13 +159,12 @@ def bench_tags(batches) -> None:
 
     from stages.tag.classifier import classifier_card, classifier_paths
     from stages.tag.stage import TagAnalyzer
-    from tests.conftest import MODELS
 
     frames = [f for frames, _ in batches for f in frames]
     n = len(frames)
     for settings in (
         Settings(),
-        Settings(tag_classifier="squeezenet1.1", models_dir=MODELS),
+        Settings(tag_classifier="squeezenet1.1", models_dir=TEST_MODELS),
     ):
         card = classifier_card(settings)
         model, _ = classifier_paths(settings)
@@ -190,8 +192,7 @@ def bench_faces(media: Path) -> None:
     import cv2
     import dlib
 
-    from stages.face.stage import FaceAnalyzer
-    from tests.conftest import write_image_video
+    from stages.face.analyzer import FaceAnalyzer
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -258,7 +259,7 @@ def end_to_end(path: Path) -> float:
         )
         env.pop("FRAMEWISE_KAFKA_BOOTSTRAP", None)
         up = subprocess.Popen(
-            [sys.executable, "-m", "framewise.cli", "up"],
+            [sys.executable, "-m", "launcher.cli", "up"],
             env=env,
             cwd=ROOT,
             stdout=subprocess.DEVNULL,

@@ -1,68 +1,48 @@
-"""The stage registry: what a stage is, and the list of stages the pipeline runs.
+"""The list of stages the pipeline runs, in the order the aggregator finalises them.
 
-A stage is a :class:`StageSpec`: which frames it reads (a sampling profile), how a worker turns
-one frame batch into a JSON payload (its analyzer) and how the aggregator turns all payloads of
-a job into result fields. Adding a stage means writing those and adding it to :func:`stages`;
-neither the decode worker nor the aggregator changes.
+Adding a stage means writing its :class:`~stages.spec.StageSpec` and adding it to
+:data:`STAGES`; neither the decode worker, the aggregator nor the configuration changes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
-from typing import Any, Protocol
-
-import numpy as np
-
 from framewise.config import Settings
-from framewise.inference import ModelCard
-from schemas.messages import FrameBatch, VideoProbe
+from stages.face.stage import FACE
+from stages.ocr.stage import OCR
+from stages.scene.stage import SCENE
+from stages.spec import StageSpec
+from stages.tag.stage import TAG
+
+STAGES = (SCENE, TAG, OCR, FACE)
 
 
-class BatchAnalyzer(Protocol):
-    """Worker side of a stage: loaded once per process, called for every frame batch."""
+def in_dependency_order(specs: tuple[StageSpec, ...]) -> dict[str, StageSpec]:
+    """Every stage after the stages it ``requires``; raises on an unknown or circular need."""
+    known = {spec.name: spec for spec in specs}
+    ordered: dict[str, StageSpec] = {}
 
-    def analyze(self, frames: np.ndarray, batch: FrameBatch) -> dict[str, Any]: ...
+    def visit(spec: StageSpec, path: tuple[str, ...]) -> None:
+        if spec.name in ordered:
+            return
+        if spec.name in path:
+            raise ValueError(f"stages require each other in a circle: {[*path, spec.name]}")
+        for name in spec.requires:
+            if name not in known:
+                raise ValueError(f"stage {spec.name!r} requires unknown stage {name!r}")
+            visit(known[name], (*path, spec.name))
+        ordered[spec.name] = spec
 
-
-@dataclass
-class VideoContext:
-    """What a stage's video finaliser sees: its payloads in time order and the fields so far."""
-
-    probe: VideoProbe
-    analysed_fps: float
-    payloads: list[dict[str, Any]]
-    result: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class StageSpec:
-    name: str
-    profile: str  # "motion" or "detail"
-    media_types: frozenset[str]
-    make_analyzer: Callable[[Settings], BatchAnalyzer]
-    finalize_video: Callable[[VideoContext, Settings], dict[str, Any]] | None = None
-    finalize_image: Callable[[dict[str, Any], Settings], dict[str, Any]] | None = None
-    # Stage-specific extras on the worker's Faust app (the face stage's allowlist agents).
-    attach: Callable[[Any, Settings, BatchAnalyzer], None] | None = None
-    # Whether the stage's models are on this machine; with FRAMEWISE_STAGES unset, a stage
-    # runs exactly when they are.
-    installed: Callable[[Settings], bool] = lambda settings: True
-    # The model files the stage loads under these settings, for `framewise models`.
-    models: Callable[[Settings], list[tuple[ModelCard, Path]]] = lambda settings: []
+    for spec in specs:
+        visit(spec, ())
+    return ordered
 
 
-@lru_cache
+_ORDERED = in_dependency_order(STAGES)
+
+
 def stages() -> dict[str, StageSpec]:
-    """Every stage, in the order the aggregator finalises them (scene first: others use shots)."""
-    from stages.face.stage import FACE
-    from stages.ocr.stage import OCR
-    from stages.scene.stage import SCENE
-    from stages.tag.stage import TAG
-
-    return {spec.name: spec for spec in (SCENE, TAG, OCR, FACE)}
+    """Every stage by name, each after the stages it requires."""
+    return _ORDERED
 
 
 def active_stages(settings: Settings) -> list[str]:

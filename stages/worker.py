@@ -19,7 +19,7 @@ from framewise.kafka import dead_letter, in_thread, make_app, to_bytes, topic, v
 from framewise.metrics import STAGE_BATCHES, STAGE_FRAMES, STAGE_SECONDS
 from schemas.api import ErrorCode, JobError
 from schemas.messages import BatchResult, FrameBatch
-from stages.registry import StageSpec
+from stages.spec import StageSpec
 
 log = logging.getLogger(__name__)
 

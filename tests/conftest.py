@@ -11,24 +11,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import av
 import httpx
 import numpy as np
 import pytest
 
 from framewise.broker import free_port, start_embedded_broker, wait_for_port
 from framewise.client import ApiProblem, Client
-from framewise.config import Settings
-from framewise.media import DecodedBatch, decode_video_segment
-from schemas.api import VideoResult
-from schemas.messages import FrameBatch, JobState, VideoProbe
-from stages.aggregator.assembly import _video_result
-from stages.profiles import profiles
-from stages.registry import active_stages, stages
+from framewise.synthetic import write_cut_video, write_image_video
 
 ROOT = Path(__file__).resolve().parents[1]
 MEDIA = Path(os.environ.get("FRAMEWISE_TEST_MEDIA", ROOT.parent / "shared" / "media"))
@@ -44,58 +36,6 @@ def media() -> Path:
 @pytest.fixture(scope="session")
 def test_video(media: Path) -> Path:
     return media / "video" / "testvideo.mp4"
-
-
-@contextmanager
-def mpeg4_writer(path: Path, size: tuple[int, int], fps: int, bit_rate: int):
-    """Yields ``write(rgb_frame)``; flushes the encoder and closes the file on exit."""
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("mpeg4", rate=fps)
-        stream.width, stream.height = size
-        stream.pix_fmt = "yuv420p"
-        stream.bit_rate = bit_rate
-
-        def write(image: np.ndarray) -> None:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                out.mux(packet)
-
-        yield write
-        for packet in stream.encode():
-            out.mux(packet)
-
-
-def write_timeline_video(path: Path, frame_times_ms: list[int]) -> None:
-    """An H.264 video of one small frame at each of ``frame_times_ms`` (time base 1/1000): a
-    claimed timeline far longer than what the file holds, as a hostile upload would have."""
-    import fractions
-
-    tick = fractions.Fraction(1, 1000)
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=30)
-        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
-        stream.time_base = stream.codec_context.time_base = tick
-        for i, pts in enumerate(frame_times_ms):
-            image = np.full((120, 160, 3), (60 + 120 * i) % 256, np.uint8)
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts, frame.time_base = pts, tick
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-
-
-def write_cut_video(path: Path, seconds: int, shot_seconds: int, size=(160, 120), fps=30) -> None:
-    """A synthetic video with a hard cut every ``shot_seconds``: textured shots of distinct
-    colours that drift slowly (so frames are not identical)."""
-    rng = np.random.default_rng(7)
-    textures = [
-        rng.integers(0, 255, (size[1] // 8, size[0] // 8, 3)).repeat(8, 0).repeat(8, 1)
-        for _ in range(seconds // shot_seconds)
-    ]
-    with mpeg4_writer(path, size, fps, 400_000) as write:
-        for i in range(seconds * fps):
-            shot = i // (shot_seconds * fps)
-            write(np.roll(textures[shot], i % size[0], axis=1).astype(np.uint8))
 
 
 MODELS = Path(os.environ.get("FRAMEWISE_TEST_MODELS", ROOT.parent / "shared" / "models"))
@@ -163,19 +103,6 @@ def tom_video(media, tmp_path_factory) -> Path:
     size = (group.shape[1], group.shape[0])
     write_image_video(path, [work / "group_and_tom.png", work / "tom_alone.png"], 3.0, size=size)
     return path
-
-
-def write_image_video(
-    path: Path, images: list[Path], seconds_each: float, fps: int = 10, size=(320, 240)
-) -> None:
-    """A video of still images shown one after another (hard cuts between them)."""
-    import cv2
-
-    with mpeg4_writer(path, size, fps, 2_000_000) as write:
-        for image_path in images:
-            image = cv2.resize(cv2.cvtColor(cv2.imread(str(image_path)), cv2.COLOR_BGR2RGB), size)
-            for _ in range(round(seconds_each * fps)):
-                write(image)
 
 
 @pytest.fixture(scope="session")
@@ -246,7 +173,7 @@ class Pipeline:
         command = [
             sys.executable,
             "-m",
-            "framewise.cli",
+            "launcher.cli",
             *(["api"] if role == "api" else ["worker", role]),
         ]
         name = name or role
@@ -321,7 +248,7 @@ def pipeline(tmp_path_factory) -> Iterator[Pipeline]:
         log_dir=base,
         stages=stages,
     )
-    subprocess.run([sys.executable, "-m", "framewise.cli", "topics"], env=env, check=True, cwd=ROOT)
+    subprocess.run([sys.executable, "-m", "launcher.cli", "topics"], env=env, check=True, cwd=ROOT)
     for role in (*CORE_ROLES, *stages, "api"):
         running.start(role)
     try:
@@ -355,68 +282,3 @@ async def read_topic(bootstrap: str, topic: str, key: bytes | None, timeout: flo
     finally:
         await consumer.stop()
     return found
-
-
-def run_video_stages(path, settings: Settings) -> VideoResult:
-    """decode -> every enabled stage's analyzer -> the aggregator's assembly, in process."""
-    names = active_stages(settings)
-    specs = [stages()[name] for name in names]
-    analyzers = {spec.name: spec.make_analyzer(settings) for spec in specs}
-    selected = [profiles(settings)[p] for p in {spec.profile for spec in specs}]
-    payloads: dict[str, list] = {spec.name: [] for spec in specs}
-    with av.open(str(path)) as c:
-        s = c.streams.video[0]
-        probe = VideoProbe(
-            duration_seconds=float(s.duration * s.time_base),
-            fps=float(s.average_rate),
-            width=s.width,
-            height=s.height,
-        )
-    for batch in decode_video_segment(path, selected, 0.0, None, 1 << 30):
-        message = frame_message(batch, names)
-        for spec in specs:
-            if spec.profile == batch.profile:
-                payloads[spec.name].append(
-                    (0, batch.batch_index, analyzers[spec.name].analyze(batch.frames, message))
-                )
-    state = JobState(
-        job_id="video_x",
-        media_type="video",
-        stages=names,
-        probe=probe,
-        submitted_at="2026-01-01T00:00:00Z",
-    )
-    return _video_result(state, payloads, settings)
-
-
-def image_frame_batch(stage: str) -> FrameBatch:
-    """The FrameBatch decode publishes for one image of a batch (one frame, no timing)."""
-    return FrameBatch(
-        job_id="image_batch_test",
-        media_type="image",
-        profile="detail",
-        segment_index=0,
-        batch_index=0,
-        blob_key="-",
-        frame_indices=[0],
-        timestamps=[0.0],
-        fps=0.0,
-        stages=[stage],
-    )
-
-
-def frame_message(batch: DecodedBatch, stage_names: list[str]) -> FrameBatch:
-    """The FrameBatch decode would publish for a video batch (blob key unused in process)."""
-    return FrameBatch(
-        job_id="video_test",
-        media_type="video",
-        profile=batch.profile,
-        segment_index=0,
-        batch_index=batch.batch_index,
-        blob_key="-",
-        context_frames=batch.context_frames,
-        frame_indices=batch.frame_indices,
-        timestamps=batch.timestamps,
-        fps=batch.rate,
-        stages=stage_names,
-    )

@@ -50,7 +50,7 @@ def test_broker_outage_delays_but_loses_nothing(tmp_path, long_video):
         "FRAMEWISE_STAGES": json.dumps(["scene"]),
         "FRAMEWISE_STALL_TIMEOUT_S": "15",
     }
-    subprocess.run([sys.executable, "-m", "framewise.cli", "topics"], env=env, check=True, cwd=ROOT)
+    subprocess.run([sys.executable, "-m", "launcher.cli", "topics"], env=env, check=True, cwd=ROOT)
     logs = []
     procs = []
     for args in (["worker", "decode"], ["worker", "scene"], ["worker", "aggregator"], ["api"]):
@@ -58,7 +58,7 @@ def test_broker_outage_delays_but_loses_nothing(tmp_path, long_video):
         logs.append(log)
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "framewise.cli", *args],
+                [sys.executable, "-m", "launcher.cli", *args],
                 env=env,
                 cwd=ROOT,
                 stdout=log,

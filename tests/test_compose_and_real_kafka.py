@@ -61,10 +61,10 @@ def test_pipeline_on_real_apache_kafka(tmp_path, test_video):
         }
         full_env = {**os.environ, **env}
         subprocess.run(
-            [sys.executable, "-m", "framewise.cli", "topics"], env=full_env, check=True, cwd=ROOT
+            [sys.executable, "-m", "launcher.cli", "topics"], env=full_env, check=True, cwd=ROOT
         )
         procs = [
-            subprocess.Popen([sys.executable, "-m", "framewise.cli", *args], env=full_env, cwd=ROOT)
+            subprocess.Popen([sys.executable, "-m", "launcher.cli", *args], env=full_env, cwd=ROOT)
             for args in (
                 ["worker", "decode"],
                 ["worker", "scene"],

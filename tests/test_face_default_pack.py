@@ -15,10 +15,11 @@ from schemas.api import Person
 from schemas.messages import AllowlistRecord
 from stages.face import packs
 from stages.face.allowlist import AllowlistIndex
+from stages.face.analyzer import FaceAnalyzer
 from stages.face.dlib_pack import DlibPack
 from stages.face.embedding import encode_embedding
-from stages.face.stage import FaceAnalyzer, finalize_image
-from tests.conftest import image_frame_batch, run_video_stages
+from stages.face.stage import finalize_image
+from stages.local import image_frame_batch, run_video_stages
 
 # t1.jpg by eye, left to right.
 T1_GENDERS = ["female", "female", "male", "male", "male", "female"]

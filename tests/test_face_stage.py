@@ -16,10 +16,11 @@ import pytest
 from framewise.config import Settings
 from schemas.api import Person
 from schemas.messages import AllowlistRecord, FrameBatch
+from stages.face.analyzer import FaceAnalyzer
 from stages.face.embedding import encode_embedding
 from stages.face.insightface_pack import InsightFacePack
-from stages.face.stage import FaceAnalyzer, finalize_image
-from tests.conftest import image_frame_batch, run_video_stages
+from stages.face.stage import finalize_image
+from stages.local import image_frame_batch, run_video_stages
 
 
 def settings(face_models, tmp_path, **overrides) -> Settings:

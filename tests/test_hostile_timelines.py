@@ -9,9 +9,9 @@ import time
 from framewise.blobstore import BlobStore
 from framewise.config import Settings
 from framewise.media import occupied_segments
+from framewise.synthetic import write_cut_video, write_timeline_video
 from schemas.messages import IngestRequest
 from stages.decode.planner import plan
-from tests.conftest import write_cut_video, write_timeline_video
 
 DAY_MS = 86_400_000
 

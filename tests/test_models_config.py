@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from framewise.cli import main
 from framewise.config import Settings
+from launcher.cli import main
 from stages.registry import active_stages
 
 

@@ -6,11 +6,11 @@ import cv2
 import pytest
 
 from framewise.config import Settings
+from stages.local import image_frame_batch, run_video_stages
 from stages.ocr.engine import OcrLine
 from stages.ocr.language import LanguageIdentifier, dominant_script
 from stages.ocr.merge import track_lines, video_results
 from stages.ocr.stage import OcrAnalyzer, finalize_image, on_ocr_grid
-from tests.conftest import image_frame_batch, run_video_stages
 
 SETTINGS = Settings(stages=["ocr"])
 

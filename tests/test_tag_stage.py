@@ -10,12 +10,12 @@ import onnxruntime as ort
 import pytest
 
 from framewise.config import Settings
+from stages.local import run_video_stages
 from stages.registry import active_stages
 from stages.tag.classifier import CLASSIFIERS, OnnxClassifier, Taxonomy, parse_classes
 from stages.tag.convert import convert_efficientnet_lite0, install_default_classifier
 from stages.tag.sections import SceneTag, group_sections
 from stages.tag.stage import finalize_image
-from tests.conftest import run_video_stages
 
 ANIMALS = [
     "fish", "bird", "amphibian", "reptile", "spider", "marine animal", "dog", "wild dog", "cat",

@@ -173,7 +173,7 @@ def test_analyze_command_prints_a_summary_or_the_body(pipeline, media):
     import sys
 
     image = media / "images" / "tags" / "kitten_224.png"
-    command = [sys.executable, "-m", "framewise.cli", "analyze", "--url", pipeline.url, str(image)]
+    command = [sys.executable, "-m", "launcher.cli", "analyze", "--url", pipeline.url, str(image)]
     table = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert table.returncode == 0, table.stderr
     assert "kitten_224.png" in table.stdout and "cat" in table.stdout

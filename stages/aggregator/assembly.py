@@ -26,7 +26,8 @@ from schemas.api import (
     WebhookStatus,
 )
 from schemas.messages import JobFailed, JobPlanned, JobState, SegmentDecoded, SegmentState
-from stages.registry import VideoContext, stages
+from stages.registry import stages
+from stages.spec import VideoContext
 
 Payloads = Mapping[str, list[tuple[int, int, dict[str, Any]]]]  # stage -> (segment, batch, payload)
 
@@ -138,10 +139,12 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _video_result(state: JobState, payloads: Payloads, settings: Settings) -> VideoResult:
+def video_result(state: JobState, payloads: Payloads, settings: Settings) -> VideoResult:
     probe = state.probe
     assert probe is not None
-    profile_fps = settings.motion_fps if "scene" in state.stages else settings.detail_fps
+    # frame_activity_diffs come at the motion profile's rate where a stage reads it
+    motion = any(stages()[name].profile == "motion" for name in state.stages)
+    profile_fps = settings.motion_fps if motion else settings.detail_fps
     rate = analysed_rate(profile_fps, probe.fps)
     fields: dict[str, Any] = VideoResult().model_dump()
     for name, spec in stages().items():
@@ -203,7 +206,7 @@ def job_body(
     if state.media_type == "video":
         result = None
         if status == JobStatus.finished:
-            result = _video_result(state, payloads or {}, settings)
+            result = video_result(state, payloads or {}, settings)
         return VideoJob(result=result, **common)
     items: list[ImageItem] = []
     if status == JobStatus.finished:

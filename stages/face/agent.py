@@ -13,8 +13,8 @@ from framewise.kafka import in_thread, to_bytes, topic, valid_events
 from framewise.media import MediaError, decode_image
 from framewise.topic_view import TopicView
 from schemas.messages import AllowlistEnrollment, AllowlistRecord
+from stages.face.analyzer import FaceAnalyzer
 from stages.face.embedding import encode_embedding
-from stages.face.stage import FaceAnalyzer
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from schemas.messages import FrameBatch
 from stages.ocr.engine import OcrLine, PpOcrEngine
 from stages.ocr.language import LanguageIdentifier, block_language
 from stages.ocr.merge import group_blocks, join_block, track_lines, video_results
-from stages.registry import StageSpec, VideoContext
+from stages.spec import StageSpec, VideoContext
 
 
 def on_ocr_grid(t: float, ocr_rate: float, detail_rate: float) -> bool:

@@ -9,13 +9,13 @@ import numpy as np
 
 from framewise.config import Settings
 from schemas.messages import FrameBatch
-from stages.registry import StageSpec, VideoContext
 from stages.scene.detector import (
     SceneFeatures,
     ShotDetector,
     frame_features,
     scenes_from_boundaries,
 )
+from stages.spec import StageSpec, VideoContext
 
 
 class SceneAnalyzer:

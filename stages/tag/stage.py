@@ -8,7 +8,7 @@ import numpy as np
 
 from framewise.config import Settings
 from schemas.messages import FrameBatch
-from stages.registry import StageSpec, VideoContext
+from stages.spec import StageSpec, VideoContext
 from stages.tag.classifier import OnnxClassifier, classifier_card, classifier_paths
 from stages.tag.sections import TaggedFrame, group_sections, tag_scenes
 
@@ -42,11 +42,8 @@ def finalize_image(payload: dict[str, Any], settings: Settings) -> dict[str, Any
 
 def finalize_video(ctx: VideoContext, settings: Settings) -> dict[str, Any]:
     frames = [TaggedFrame(f["t"], f["tags"]) for payload in ctx.payloads for f in payload["frames"]]
-    scenes = [(s["start_seconds"], s["end_seconds"]) for s in ctx.result.get("raw_scenes", [])]
-    if not scenes:  # without the scene stage the video is one scene
-        scenes = [(0.0, ctx.probe.duration_seconds)]
     tagged = tag_scenes(
-        sorted(frames, key=lambda f: f.timestamp), scenes, settings.tag_min_probability
+        sorted(frames, key=lambda f: f.timestamp), ctx.shots(), settings.tag_min_probability
     )
     interval = 1.0 / ctx.analysed_fps if ctx.analysed_fps else 0.0
     sections = group_sections(
@@ -60,6 +57,7 @@ TAG = StageSpec(
     profile="detail",
     media_types=frozenset({"video", "image"}),
     make_analyzer=TagAnalyzer,
+    requires=("scene",),
     finalize_video=finalize_video,
     finalize_image=finalize_image,
     installed=lambda settings: all(path.is_file() for path in classifier_paths(settings)),

@@ -1,0 +1,1 @@
+"""The launcher: the `framewise` command, above every other package."""

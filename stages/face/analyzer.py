@@ -1,0 +1,68 @@
+"""The face stage's per-batch work, apart from its Faust agents and its finalisers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+
+from framewise.blobstore import BlobStore
+from framewise.config import Settings
+from schemas.messages import FrameBatch
+from stages.face import packs
+from stages.face.allowlist import AllowlistIndex
+from stages.face.embedding import encode_embedding
+
+
+class FaceAnalyzer:
+    """Detect, align, embed (batched), gender/age (batched), match the allowlist, with the
+    configured face pack; the aligned crop of each face is kept in the blob store for the
+    person's thumbnail."""
+
+    def __init__(self, settings: Settings, allowlist: AllowlistIndex | None = None) -> None:
+        self.settings = settings
+        self.pack = packs.make_pack(settings).load()
+        self.blobs = BlobStore(settings.data_dir)
+        self.allowlist = allowlist or AllowlistIndex(
+            self.pack.name, self.pack.embedding_size, packs.thresholds(settings).allowlist
+        )
+
+    def analyze(self, frames: np.ndarray, batch: FrameBatch) -> dict[str, Any]:
+        own = frames[batch.context_frames :]
+        times = batch.timestamps[batch.context_frames :]
+        found = []  # (frame index, face index in the frame, aligned face, attributes)
+        for i, rgb in enumerate(own):
+            detections = [
+                d
+                for d in self.pack.detect(rgb)
+                if min(d.bbox[2] - d.bbox[0], d.bbox[3] - d.bbox[1]) >= self.settings.face_min_size
+            ]
+            faces = self.pack.align(rgb, detections)
+            attributes = self.pack.attributes(rgb, faces)
+            found += [(i, k, f, a) for k, (f, a) in enumerate(zip(faces, attributes, strict=True))]
+        embeddings = self.pack.embed([face for _, _, face, _ in found])
+        out: dict[int, list] = {i: [] for i in range(len(own))}
+        for (i, k, face, (p_male, age)), embedding in zip(found, embeddings, strict=True):
+            h, w = own[i].shape[:2]
+            x0, y0, x1, y1 = np.clip(face.detection.bbox, 0, [w, h, w, h])
+            key = (
+                f"frames/{batch.job_id}/faces/{batch.segment_index:05d}-"
+                f"{batch.batch_index:05d}-{i:03d}-{k:03d}.jpg"
+            )
+            jpeg = cv2.imencode(".jpg", face.chip[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])[1]
+            self.blobs.put_bytes(key, jpeg.tobytes())
+            out[i].append(
+                {
+                    "box": [round(float(v), 5) for v in (x0 / w, y0 / h, x1 / w, y1 / h)],
+                    "area": round(float((x1 - x0) * (y1 - y0) / (w * h)), 6),
+                    "score": round(face.detection.score, 4),
+                    "embedding": encode_embedding(embedding),
+                    "pack": self.pack.name,
+                    "p_male": p_male,
+                    "age": age,
+                    "thumbnail": key,
+                    "allowlisted": self.allowlist.match(embedding) is not None,
+                }
+            )
+        return {"frames": [{"t": times[i], "faces": out[i]} for i in range(len(own))]}

@@ -1,0 +1,62 @@
+"""What a stage is: the interface every stage implements and the pipeline relies on.
+
+A stage is a :class:`StageSpec`: which frames it reads (a sampling profile), how a worker turns
+one frame batch into a JSON payload (its analyzer), how the aggregator turns all payloads of a
+job into result fields, which stages' results it reads, and whether its models are installed.
+The list of stages is ``stages/registry.py``; this module sits below it and below every stage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from framewise.config import Settings
+from framewise.inference import ModelCard
+from schemas.messages import FrameBatch, VideoProbe
+
+
+class BatchAnalyzer(Protocol):
+    """Worker side of a stage: loaded once per process, called for every frame batch."""
+
+    def analyze(self, frames: np.ndarray, batch: FrameBatch) -> dict[str, Any]: ...
+
+
+@dataclass
+class VideoContext:
+    """What a stage's video finaliser sees: its payloads in time order and the fields so far."""
+
+    probe: VideoProbe
+    analysed_fps: float
+    payloads: list[dict[str, Any]]
+    result: dict[str, Any] = field(default_factory=dict)
+
+    def shots(self) -> list[tuple[float, float]]:
+        """The raw scenes found so far (the scene stage finalises first), or the whole video
+        as one scene where none were found."""
+        scenes = [(s["start_seconds"], s["end_seconds"]) for s in self.result.get("raw_scenes", [])]
+        return scenes or [(0.0, self.probe.duration_seconds)]
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    name: str
+    profile: str  # "motion" or "detail"
+    media_types: frozenset[str]
+    make_analyzer: Callable[[Settings], BatchAnalyzer]
+    # Stages whose result fields this one reads in its finaliser (tag and face read the scene
+    # stage's shots): the registry finalises those first.
+    requires: tuple[str, ...] = ()
+    finalize_video: Callable[[VideoContext, Settings], dict[str, Any]] | None = None
+    finalize_image: Callable[[dict[str, Any], Settings], dict[str, Any]] | None = None
+    # Stage-specific extras on the worker's Faust app (the face stage's allowlist agents).
+    attach: Callable[[Any, Settings, BatchAnalyzer], None] | None = None
+    # Whether the stage's models are on this machine; with FRAMEWISE_STAGES unset, a stage
+    # runs exactly when they are.
+    installed: Callable[[Settings], bool] = lambda settings: True
+    # The model files the stage loads under these settings, for `framewise models`.
+    models: Callable[[Settings], list[tuple[ModelCard, Path]]] = lambda settings: []
