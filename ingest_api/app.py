@@ -26,6 +26,7 @@ from framewise.media import MediaError, probe_video
 from framewise.metrics import JOBS_ACCEPTED, JOBS_REFUSED
 from framewise.retention import expired_jobs, sweep_blobs
 from framewise.topic_view import TopicView
+from ingest_api import redaction
 from ingest_api.auth import ApiKeys, Owner
 from ingest_api.problems import (
     BodySizeLimit,
@@ -69,6 +70,7 @@ def new_job_id(kind: Literal["video", "image_batch"]) -> str:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    redaction.install()
     blobs = BlobStore(settings.data_dir)
     view = StatusView(settings)
     allowlist = AllowlistRecords()
@@ -209,6 +211,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             webhook=webhook,
             max_processing_time_s=limit_of(max_processing_time),
             submitted_at=now,
+            owner=owner,
         )
         await publish(job_id, to_bytes(queued), ingest, owner)
         response.headers["Location"] = f"/v1/videos/{job_id}"
@@ -279,6 +282,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             webhook=body.webhook,
             max_processing_time_s=limit_of(max_processing_time),
             submitted_at=now,
+            owner=owner,
         )
         await publish(job_id, to_bytes(queued), ingest, owner)
         response.headers["Location"] = f"/v1/images/{job_id}"
@@ -382,13 +386,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             label=body.label,
             status="pending",
             created_at=datetime.now(UTC),
+            owner=owner,
         )
         producer = producer_box["p"]
         allowlist.apply(identity_id, record)
         await producer.send_and_wait(
             topics.ALLOWLIST.name, to_bytes(record), key=identity_id.encode()
         )
-        request = AllowlistEnrollment(identity_id=identity_id, label=body.label, blob_keys=keys)
+        request = AllowlistEnrollment(
+            identity_id=identity_id, label=body.label, blob_keys=keys, owner=owner
+        )
         await producer.send_and_wait(
             topics.ALLOWLIST_REQUESTS.name, to_bytes(request), key=identity_id.encode()
         )
@@ -402,15 +409,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Enrolled allowlist identities",
     )
     async def list_allowlist(owner: Owner) -> AllowlistListing:
-        records = sorted(allowlist.records(), key=lambda r: r.created_at)
+        mine = [r for r in allowlist.records() if r.owner == owner]
+        records = sorted(mine, key=lambda r: r.created_at)
         return AllowlistListing(identities=[identity_body(r) for r in records])
 
-    async def known_identity(identity_id: str) -> AllowlistRecord:
+    async def known_identity(identity_id: str, owner: str | None) -> AllowlistRecord:
+        """The caller's identity; another key's is reported like one that does not exist."""
         record = allowlist.get(identity_id)
         if record is None:
             await allowlist_view.caught_up()
             record = allowlist.get(identity_id)
-        if record is None:
+        if record is None or record.owner != owner:
             raise ProblemError(404, "Not Found", f"no allowlist identity {identity_id!r}")
         return record
 
@@ -421,7 +430,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses=problem_responses(404),
     )
     async def get_identity(identity_id: str, owner: Owner) -> AllowlistIdentity:
-        return identity_body(await known_identity(identity_id))
+        return identity_body(await known_identity(identity_id, owner))
 
     @app.delete(
         "/v1/allowlist/{identity_id}",
@@ -430,7 +439,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Remove an identity",
     )
     async def remove_identity(identity_id: str, owner: Owner) -> Response:
-        await known_identity(identity_id)
+        await known_identity(identity_id, owner)
         allowlist.apply(identity_id, None)
         await producer_box["p"].send_and_wait(topics.ALLOWLIST.name, None, key=identity_id.encode())
         return Response(status_code=204)

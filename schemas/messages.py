@@ -52,6 +52,9 @@ class IngestRequest(Message):
     webhook: WebhookConfig | None = None
     max_processing_time_s: int = Field(0, ge=0, description="0: no limit")
     submitted_at: datetime | None = None
+    owner: str | None = Field(
+        None, description="id of the API key that submitted it; its allowlist is the one matched"
+    )
 
     @model_validator(mode="after")
     def _media_matches(self) -> IngestRequest:
@@ -84,6 +87,9 @@ class DecodeTask(Message):
     stages: list[str]
     profiles: list[str]
     deadline: float | None = Field(None, description="unix time after which work is dropped")
+    owner: str | None = Field(
+        None, description="id of the API key that submitted it; its allowlist is the one matched"
+    )
 
 
 class FrameBatch(Message):
@@ -103,6 +109,9 @@ class FrameBatch(Message):
     fps: float = Field(description="frames per second of this profile (0: a still image)")
     stages: list[str] = Field(description="stages enabled for the job; others skip the batch")
     deadline: float | None = None
+    owner: str | None = Field(
+        None, description="id of the API key that submitted it; its allowlist is the one matched"
+    )
 
 
 class VideoProbe(BaseModel):
@@ -264,6 +273,7 @@ class AllowlistEnrollment(Message):
     identity_id: str
     label: str
     blob_keys: list[str]
+    owner: str | None = Field(None, description="id of the API key that enrolled it")
 
 
 class AllowlistRecord(Message):
@@ -277,6 +287,9 @@ class AllowlistRecord(Message):
     )
     face_pack: str | None = Field(
         None, description="the face pack that made the embeddings (absent: insightface)"
+    )
+    owner: str | None = Field(
+        None, description="id of the API key that enrolled it: only its jobs match it"
     )
     error: str | None = None
     created_at: datetime

@@ -98,3 +98,40 @@ def test_backpressure_answers_429_with_retry_after(guarded_api, long_video, pipe
             },
         )
         assert accepted.status_code == 202  # room again once the queue drained
+
+
+def test_allowlists_belong_to_the_key_that_enrolled_them(guarded_api, media):
+    """Key B neither sees, reads nor removes key A's identities, and B's jobs never match
+    them; A's jobs do."""
+    tom = (media / "images" / "faces" / "Tom_Hanks_54745.png").read_bytes()
+    enrol = {"label": "Tom", "images": [{"data_base64": base64.b64encode(tom).decode()}]}
+    image = {"images": [{"external_id": "tom", "data_base64": base64.b64encode(tom).decode()}]}
+    with client(guarded_api, KEY_A) as a, client(guarded_api, KEY_B) as b:
+        location = a.post("/v1/allowlist", json=enrol).headers["Location"]
+        deadline = time.monotonic() + 180  # the face worker may still be busy with older jobs
+        while a.get(location).json()["status"] == "pending" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert a.get(location).json()["status"] == "enrolled", a.get(location).json()
+        identity = location.rsplit("/", 1)[-1]
+        assert identity in {i["identity_id"] for i in a.get("/v1/allowlist").json()["identities"]}
+        assert identity not in {
+            i["identity_id"] for i in b.get("/v1/allowlist").json()["identities"]
+        }
+        assert b.get(location).status_code == 404 and b.delete(location).status_code == 404
+
+        def allowlisted(http: httpx.Client) -> bool:
+            job = http.post("/v1/images", json=image).headers["Location"]
+            for _ in range(300):
+                body = http.get(job).json()
+                if body["status"] in ("finished", "failed"):
+                    break
+                time.sleep(0.2)
+            persons = body["items"][0]["result"]["person_ids"]
+            assert len(persons) == 1
+            return persons[0]["allowlisted"]
+
+        try:
+            assert allowlisted(a) is True
+            assert allowlisted(b) is False
+        finally:
+            assert a.delete(location).status_code == 204

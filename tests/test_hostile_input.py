@@ -125,6 +125,24 @@ def test_webhook_secret_never_reaches_a_log(pipeline, media):
     assert "webhook" in logs and secret not in logs
 
 
+def test_query_string_secrets_never_reach_the_access_log(pipeline, test_video):
+    """`webhook.secret` (and a token inside `webhook.url`) travel in the query string of a
+    video upload: the API's access log names the parameters, never their values."""
+    secret, token = "canary-s3cret-in-query", "canary-url-token"
+    with pipeline.client() as client:
+        response = client.post(
+            "/v1/videos",
+            content=test_video.read_bytes(),
+            params={"webhook.url": f"https://example.org/hook/{token}", "webhook.secret": secret},
+            headers={"Content-Type": "video/mp4"},
+        )
+    assert response.status_code == 202, response.text
+    pipeline.wait_job(response.headers["Location"], timeout=180)
+    logs = "".join(path.read_text(errors="replace") for path in pipeline.log_dir.glob("*.log"))
+    assert "webhook.secret=[redacted]" in logs
+    assert secret not in logs and token not in logs
+
+
 def test_fuzzing_the_openapi_document_finds_no_server_error(pipeline):
     import schemathesis
 

@@ -88,6 +88,7 @@ def build_decode_app(settings: Settings) -> faust.App:
             fps=batch.rate,
             stages=task.stages,
             deadline=task.deadline,
+            owner=task.owner,
         )
         key = f"{task.job_id}:{task.segment_index}:{batch.batch_index}".encode()
         await frames_topics[batch.profile].send(key=key, value=to_bytes(message))

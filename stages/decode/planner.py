@@ -69,6 +69,7 @@ def plan(
         stages=stage_names,
         profiles=profiles,
         deadline=deadline,
+        owner=request.owner,
     )
     failed: list[SegmentDecoded] = []
     tasks: list[DecodeTask] = []

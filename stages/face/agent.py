@@ -67,6 +67,7 @@ def attach_face_agents(app, settings: Settings, analyzer: FaceAnalyzer) -> None:
                 status="enrolled" if embeddings else "failed",
                 embeddings=embeddings,
                 face_pack=analyzer.pack.name,
+                owner=request.owner,
                 error=error,
                 created_at=existing.created_at if existing else datetime.now(UTC),
             )

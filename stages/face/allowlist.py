@@ -22,27 +22,31 @@ class AllowlistIndex(AllowlistRecords):
         self.pack = pack
         self.threshold = threshold
         self._matrix = np.zeros((0, dimensions), np.float32)
-        self._owners: list[str] = []
+        self._identities: list[str] = []
+        self._keys: list[str | None] = []  # the API key that enrolled each row
         super().__init__()
 
     def changed(self, records: list[AllowlistRecord]) -> None:
-        rows, owners = [], []
+        rows, identities, keys = [], [], []
         for record in records:
             if record_pack(record) != self.pack:
                 continue
             for text in record.embeddings:
                 rows.append(decode_embedding(text))
-                owners.append(record.identity_id)
+                identities.append(record.identity_id)
+                keys.append(record.owner)
         self._matrix = np.stack(rows) if rows else self._matrix[:0]
-        self._owners = owners
+        self._identities, self._keys = identities, keys
 
-    def match(self, embedding: np.ndarray) -> tuple[str, float] | None:
-        """The best enrolled identity at or above the threshold, with its cosine similarity."""
+    def match(self, embedding: np.ndarray, owner: str | None = None) -> tuple[str, float] | None:
+        """The best identity enrolled by ``owner`` (the job's API key) at or above the
+        threshold, with its cosine similarity; another key's identities never match."""
         with self._lock:
-            if not len(self._owners):
+            mine = [i for i, key in enumerate(self._keys) if key == owner]
+            if not mine:
                 return None
-            sims = self._matrix @ embedding.astype(np.float32)
+            sims = self._matrix[mine] @ embedding.astype(np.float32)
             best = int(np.argmax(sims))
             if sims[best] >= self.threshold:
-                return self._owners[best], float(sims[best])
+                return self._identities[mine[best]], float(sims[best])
             return None

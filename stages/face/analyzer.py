@@ -62,7 +62,7 @@ class FaceAnalyzer:
                     "p_male": p_male,
                     "age": age,
                     "thumbnail": key,
-                    "allowlisted": self.allowlist.match(embedding) is not None,
+                    "allowlisted": self.allowlist.match(embedding, batch.owner) is not None,
                 }
             )
         return {"frames": [{"t": times[i], "faces": out[i]} for i in range(len(own))]}
