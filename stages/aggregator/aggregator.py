@@ -1,0 +1,298 @@
+"""The aggregator's state machine as a plain class: the single writer of job status.
+
+Its tables are mappings (Faust tables in the worker, dicts in the tests): ``jobs`` (job id ->
+:class:`JobState` as JSON) and ``batches`` (batch key -> payload). :meth:`Aggregator.handle`
+applies one job event and returns the messages to send; the Faust agent only calls it and
+sends them. A final body is kept in ``jobs`` before it is returned for sending, and the job is
+marked published (its batches and media forgotten) only once the sends went out
+(:meth:`Aggregator.published`), so a crash anywhere repeats a publication rather than losing
+it. Redelivered events are recognised (batch bitmasks, segment numbers, ``final_status``) and
+change nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from framewise import keyframes, topics
+from framewise.blobstore import BlobStore
+from framewise.config import Settings
+from framewise.kafka import to_bytes
+from framewise.topics import TopicSpec
+from schemas.api import ErrorCode, JobError, JobStatus, WebhookStatus
+from schemas.messages import (
+    BatchResult,
+    DeadlinePassed,
+    JobFailed,
+    JobPlanned,
+    JobState,
+    Reconcile,
+    SegmentDecoded,
+    WebhookDelivery,
+    WebhookOutcome,
+)
+from stages.aggregator import assembly
+from stages.registry import stages
+
+log = logging.getLogger(__name__)
+
+STATUS_INTERVAL_S = 1.0  # at most one progress update per job and second
+
+Offload = Callable[..., Awaitable[Any]]
+
+
+async def run_here(func: Callable[..., Any], *args: Any) -> Any:
+    return func(*args)
+
+
+@dataclass
+class Send:
+    topic: TopicSpec
+    key: bytes
+    value: bytes
+
+
+@dataclass
+class Outcome:
+    """What one call decided: messages to send in order, and the job whose final body is among
+    them (to mark published once they are sent)."""
+
+    sends: list[Send] = field(default_factory=list)
+    finalised: str | None = None
+
+
+def batch_key(job_id: str, stage: str, segment: int, batch: int) -> str:
+    return f"{job_id}|{stage}|{segment}|{batch}"
+
+
+class Aggregator:
+    def __init__(
+        self,
+        jobs: MutableMapping[str, Any],
+        batches: MutableMapping[str, Any],
+        settings: Settings,
+        blobs: BlobStore,
+        offload: Offload = run_here,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.jobs = jobs
+        self.batches = batches
+        self.settings = settings
+        self.blobs = blobs
+        self.offload = offload  # runs CPU-heavy finalisers (the worker: off the event loop)
+        self.clock = clock
+        # Throttles and one-shot timers, by job; dropped when the job is published.
+        self.last_status: dict[str, float] = {}
+        self.deadline_sent: set[str] = set()
+        self.reconcile_sent: dict[str, float] = {}
+
+    # --- the tables ---------------------------------------------------------------------------
+
+    def load(self, job_id: str) -> JobState | None:
+        raw = self.jobs.get(job_id)
+        return JobState.model_validate(raw) if raw is not None else None
+
+    def save(self, state: JobState) -> None:
+        self.jobs[state.job_id] = state.model_dump(mode="json", exclude_none=True)
+
+    def payloads_of(self, state: JobState) -> dict[str, list[tuple[int, int, dict]]]:
+        out: dict[str, list[tuple[int, int, dict]]] = {}
+        for key, stage, segment, batch in self._batch_keys(state):
+            payload = self.batches.get(key)
+            if payload is not None:
+                out.setdefault(stage, []).append((segment, batch, payload))
+        return out
+
+    def _batch_keys(self, state: JobState):
+        for stage in state.stages:
+            profile = stages()[stage].profile
+            for seg_key, segment in state.segments.items():
+                for b in range(segment.batches.get(profile, 0)):
+                    yield batch_key(state.job_id, stage, int(seg_key), b), stage, int(seg_key), b
+
+    # --- events -------------------------------------------------------------------------------
+
+    async def handle(self, event: Any) -> Outcome:
+        job_id = event.job_id
+        state = self.load(job_id)
+        if isinstance(event, WebhookOutcome):
+            return self._webhook_outcome(state, event)
+        if state is not None and state.final_status is not None:
+            if not state.published:  # a crash came between keeping and publishing the body
+                return self._publication(state)
+            return Outcome()  # already final: a redelivery or a late result changes nothing
+        if isinstance(event, JobPlanned):
+            if state is not None:
+                return Outcome()
+            return await self._changed(assembly.state_from_plan(event))
+        if isinstance(event, JobFailed):
+            state = state or assembly.state_from_failure(event)
+            state.error = event.error
+            return await self._finalise(state)
+        if state is None:
+            log.warning("event for unknown job %s dropped: %s", job_id, event.kind)
+            return Outcome()
+        if isinstance(event, SegmentDecoded):
+            if assembly.record_segment(state, event):
+                return await self._changed(state)
+            return Outcome()
+        if isinstance(event, BatchResult):
+            return await self._batch(state, event)
+        if isinstance(event, DeadlinePassed):
+            state.error = assembly.timeout_error()
+            return await self._finalise(state)
+        if isinstance(event, Reconcile):
+            return await self._reconcile(state)
+        return Outcome()
+
+    def _webhook_outcome(self, state: JobState | None, event: WebhookOutcome) -> Outcome:
+        if state is None or state.final_body is None:
+            return Outcome()
+        state.webhook_status = WebhookStatus(
+            delivered=event.delivered, attempts=event.attempts, last_error=event.last_error
+        )
+        patched = assembly.with_webhook_status(state.final_body.encode(), state.webhook_status)
+        state.final_body = patched.decode()
+        self.save(state)
+        return Outcome([self._status(state, patched)])
+
+    async def _batch(self, state: JobState, event: BatchResult) -> Outcome:
+        if event.stage not in state.stages:
+            return Outcome()
+        key = batch_key(state.job_id, event.stage, event.segment_index, event.batch_index)
+        # The payload is written before the state that counts it: a crash between the two
+        # leaves an uncounted payload, which the redelivered event counts. A batch is a
+        # duplicate only when it is both counted and stored.
+        counted = assembly.record_batch(state, event.stage, event.segment_index, event.batch_index)
+        if not counted and key in self.batches:
+            return Outcome()
+        self.batches[key] = event.payload
+        if event.error is not None:
+            state.error = event.error
+        return await self._changed(state)
+
+    async def _changed(self, state: JobState) -> Outcome:
+        state.last_progress = self.clock()
+        if assembly.is_complete(state):
+            return await self._finalise(state)
+        state.progress = assembly.progress(state)
+        self.save(state)
+        if time.monotonic() - self.last_status.get(state.job_id, 0.0) < STATUS_INTERVAL_S:
+            return Outcome()
+        body = assembly.job_body(state, None, self.settings, JobStatus.processing)
+        return Outcome([self._status(state, body.model_dump_json(exclude_none=True).encode())])
+
+    async def _finalise(self, state: JobState) -> Outcome:
+        status = JobStatus.failed if state.error is not None else JobStatus.finished
+        try:  # stage finalisers (shots, clustering, merging) may be heavy
+            body = await self.offload(
+                assembly.job_body, state, self.payloads_of(state), self.settings, status
+            )
+        except Exception as exc:  # a stage's finaliser failed: report it, never hang the job
+            log.exception("finalising %s failed", state.job_id)
+            state.error = JobError(code=ErrorCode.internal, message=f"finalising failed: {exc}")
+            status = JobStatus.failed
+            body = assembly.job_body(state, None, self.settings, status)
+        state.final_status = status.value
+        state.final_body = body.model_dump_json(exclude_none=True)
+        if state.webhook is not None:
+            state.webhook_status = WebhookStatus(delivered=False, attempts=0)
+        self.save(state)  # the body is kept before anything is published or forgotten
+        return self._publication(state)
+
+    def _publication(self, state: JobState) -> Outcome:
+        """The sends of a final body: status, results and, if asked, the webhook."""
+        assert state.final_body is not None and state.final_status is not None
+        key, body = state.job_id.encode(), state.final_body.encode()
+        sends = [self._status(state, body), Send(topics.RESULTS, key, body)]
+        if state.webhook is not None:
+            delivery = WebhookDelivery(
+                job_id=state.job_id,
+                delivery_id=f"evt_{state.job_id}_{state.final_status}",
+                url=state.webhook.url,
+                secret=state.webhook.secret,
+                body=state.final_body,
+                created_at=self.clock(),
+            )
+            sends.append(Send(topics.WEBHOOKS, key, to_bytes(delivery)))
+        return Outcome(sends, finalised=state.job_id)
+
+    def published(self, job_id: str) -> None:
+        """The final body of ``job_id`` was sent: mark it, forget its batches and media (keep
+        the viewer's keyframes of scenes and sections)."""
+        state = self.load(job_id)
+        if state is None or state.final_body is None:
+            return
+        state.published = True
+        self.save(state)
+        for key, *_ in self._batch_keys(state):
+            if key in self.batches:
+                del self.batches[key]
+        self.blobs.delete_prefix(f"frames/{job_id}")
+        self.blobs.delete_prefix(f"uploads/{job_id}")
+        if state.media_type == "video":
+            result = assembly.result_of(state.final_body)
+            keyframes.prune_video_keyframes(self.blobs, job_id, result)
+        self.last_status.pop(job_id, None)
+        self.deadline_sent.discard(job_id)
+        self.reconcile_sent.pop(job_id, None)
+        log.info("job %s %s", job_id, state.final_status)
+
+    def _status(self, state: JobState, body: bytes) -> Send:
+        self.last_status[state.job_id] = time.monotonic()
+        return Send(topics.JOB_STATUS, state.job_id.encode(), body)
+
+    async def _reconcile(self, state: JobState) -> Outcome:
+        """Work was lost somewhere (a crash between a commit and its effects): decode the
+        incomplete segments again; every stage redoes them and duplicates are ignored."""
+        if self.clock() - state.last_progress < self.settings.stall_timeout_s:
+            return Outcome()  # progress since the timer looked
+        missing = assembly.incomplete_segments(state)
+        if state.reconciliations >= self.settings.max_reconciliations or not missing:
+            state.error = JobError(
+                code=ErrorCode.internal,
+                message=f"no progress after {state.reconciliations} reconciliations "
+                f"(incomplete segments {missing})",
+            )
+            return await self._finalise(state)
+        state.reconciliations += 1
+        log.warning(
+            "job %s stalled: decoding segments %s again (reconciliation %d)",
+            state.job_id,
+            missing,
+            state.reconciliations,
+        )
+        state.last_progress = self.clock()
+        self.save(state)
+        return Outcome(
+            [
+                Send(topics.DECODE_TASKS, f"{t.job_id}:{t.segment_index}".encode(), to_bytes(t))
+                for t in state.decode_tasks
+                if t.segment_index in missing
+            ]
+        )
+
+    # --- the timer ----------------------------------------------------------------------------
+
+    def due(self) -> list[Send]:
+        """Jobs past Max-Processing-Time and stalled jobs, as events for :meth:`handle` (sent
+        through the job-events topic, so only the agent's handler changes the tables)."""
+        now = self.clock()
+        sends = []
+        for job_id, raw in list(self.jobs.items()):
+            if raw is None or raw.get("final_status"):
+                continue
+            key = job_id.encode()
+            deadline = raw.get("deadline")
+            if deadline is not None and now > deadline and job_id not in self.deadline_sent:
+                self.deadline_sent.add(job_id)
+                sends.append(Send(topics.JOB_EVENTS, key, to_bytes(DeadlinePassed(job_id=job_id))))
+            stalled_since = max(raw.get("last_progress", 0.0), self.reconcile_sent.get(job_id, 0.0))
+            if now - stalled_since > self.settings.stall_timeout_s:
+                self.reconcile_sent[job_id] = now
+                sends.append(Send(topics.JOB_EVENTS, key, to_bytes(Reconcile(job_id=job_id))))
+        return sends

@@ -1,0 +1,184 @@
+"""The aggregator's state machine, the planner and the assembly as plain code: dicts for
+tables, a fake clock, no Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+
+import pytest
+
+from framewise import topics
+from framewise.blobstore import BlobStore
+from framewise.config import Settings
+from schemas.api import ErrorCode, JobError
+from schemas.messages import (
+    BatchResult,
+    DeadlinePassed,
+    DecodeTask,
+    ImageSource,
+    IngestRequest,
+    JobPlanned,
+    Reconcile,
+    SegmentDecoded,
+    SegmentState,
+)
+from stages.aggregator import assembly
+from stages.aggregator.aggregator import Aggregator, Outcome
+from stages.decode.planner import plan
+
+JOB = "image_batch_aggregator_unit_01"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def aggregator(tmp_path, clock) -> Aggregator:
+    settings = Settings(
+        stages=["tag"], data_dir=tmp_path, stall_timeout_s=60, max_reconciliations=1
+    )
+    return Aggregator({}, {}, settings, BlobStore(tmp_path), clock=clock)
+
+
+def run(aggregator: Aggregator, event) -> Outcome:
+    return asyncio.run(aggregator.handle(event))
+
+
+def planned(clock: Clock, deadline: float | None = None) -> JobPlanned:
+    tasks = [
+        DecodeTask(
+            job_id=JOB, media_type="image", blob_key=f"uploads/{JOB}/{i:05d}", segment_index=i,
+            stages=["tag"], profiles=["detail"],
+        )
+        for i in range(2)
+    ]  # fmt: skip
+    return JobPlanned(
+        job_id=JOB,
+        media_type="image",
+        stages=["tag"],
+        n_segments=2,
+        external_ids=["cat", "broken"],
+        deadline=deadline,
+        submitted_at="2026-11-25T00:00:00Z",
+        decode_tasks=tasks,
+    )
+
+
+CAT = BatchResult(
+    job_id=JOB, stage="tag", segment_index=0, batch_index=0,
+    payload={"frames": [{"t": 0.0, "tags": {"cat": 0.9}}]},
+)  # fmt: skip
+DECODED = SegmentDecoded(job_id=JOB, segment_index=0, batches={"detail": 1})
+BROKEN = SegmentDecoded(
+    job_id=JOB, segment_index=1, batches={},
+    error=JobError(code=ErrorCode.unsupported_media, message="not a decodable image"),
+)  # fmt: skip
+
+
+def finish(aggregator: Aggregator, clock: Clock) -> Outcome:
+    run(aggregator, planned(clock))
+    run(aggregator, DECODED)
+    run(aggregator, CAT)
+    return run(aggregator, BROKEN)
+
+
+def test_a_job_is_finalised_once_with_every_item(aggregator, clock):
+    outcome = finish(aggregator, clock)
+    assert outcome.finalised == JOB
+    assert [s.topic for s in outcome.sends] == [topics.JOB_STATUS, topics.RESULTS]
+    body = json.loads(outcome.sends[1].value)
+    cat, broken = body["items"]
+    assert body["status"] == "finished" and cat["result"]["tags"][0]["tag"] == "cat"
+    assert broken["status"] == "failed" and "decodable" in broken["error"]["message"]
+    aggregator.published(JOB)
+    for event in (CAT, DECODED, BROKEN, planned(clock)):  # redeliveries change nothing
+        assert run(aggregator, event) == Outcome()
+
+
+def test_a_crash_before_publishing_repeats_the_publication(aggregator, clock):
+    first = finish(aggregator, clock)
+    # The worker died after the body was kept but before published(): the next event of the
+    # job (here a redelivered batch) sends the same body again.
+    again = run(aggregator, CAT)
+    assert again.finalised == JOB and again.sends[1].value == first.sends[1].value
+
+
+def test_published_forgets_batches_media_and_timers(aggregator, clock, tmp_path):
+    blobs = aggregator.blobs
+    blobs.put_bytes(f"frames/{JOB}/detail/00000-00000.npy", b"x")
+    blobs.put_bytes(f"uploads/{JOB}/00000", b"x")
+    finish(aggregator, clock)
+    assert aggregator.batches and JOB in aggregator.last_status
+    aggregator.published(JOB)
+    assert aggregator.batches == {} and JOB not in aggregator.last_status
+    assert not blobs.exists(f"frames/{JOB}/detail/00000-00000.npy")
+    assert not blobs.exists(f"uploads/{JOB}/00000")
+    assert aggregator.load(JOB).published
+
+
+def test_deadline_fails_the_job_once(aggregator, clock):
+    run(aggregator, planned(clock, deadline=clock.now + 10))
+    assert not [s for s in aggregator.due() if b"deadline" in s.value]
+    clock.now += 11
+    events = [s for s in aggregator.due() if b"deadline_passed" in s.value]
+    assert len(events) == 1 and events[0].topic == topics.JOB_EVENTS
+    assert not [s for s in aggregator.due() if b"deadline_passed" in s.value]  # sent once
+    outcome = run(aggregator, DeadlinePassed(job_id=JOB))
+    body = json.loads(outcome.sends[0].value)
+    assert body["status"] == "failed" and body["error"]["code"] == "processing_timeout"
+
+
+def test_a_stalled_job_is_decoded_again_then_failed(aggregator, clock):
+    run(aggregator, planned(clock))
+    run(aggregator, DECODED)
+    run(aggregator, CAT)  # segment 1 never reports
+    assert run(aggregator, Reconcile(job_id=JOB)) == Outcome()  # progress is recent
+    clock.now += 61
+    assert any(b"reconcile" in s.value for s in aggregator.due())
+    retry = run(aggregator, Reconcile(job_id=JOB))
+    assert [s.topic for s in retry.sends] == [topics.DECODE_TASKS]
+    assert DecodeTask.model_validate_json(retry.sends[0].value).segment_index == 1
+    clock.now += 61
+    failed = run(aggregator, Reconcile(job_id=JOB))
+    body = json.loads(failed.sends[0].value)
+    assert body["status"] == "failed" and "reconciliations" in body["error"]["message"]
+
+
+def test_progress_never_goes_backwards(aggregator, clock):
+    run(aggregator, planned(clock))
+    seen = []
+    for event in (DECODED, CAT):
+        run(aggregator, event)
+        seen.append(aggregator.load(JOB).progress)
+    state = aggregator.load(JOB)
+    state.segments["1"] = SegmentState(batches={"detail": 3})  # a large late segment
+    assert assembly.progress(state) >= seen[-1] and seen == sorted(seen)
+
+
+def test_plan_refuses_bad_image_data_per_item(tmp_path):
+    good = base64.b64encode(b"\x89PNG...").decode()
+    request = IngestRequest(
+        job_id=JOB,
+        media_type="image",
+        images=[
+            ImageSource(external_id="a", data_base64=good),
+            ImageSource(external_id="b", data_base64="data:image/png;base64," + good),
+            ImageSource(external_id="c", data_base64="%%%"),
+        ],
+    )
+    planned_job, tasks, failed = plan(request, BlobStore(tmp_path), Settings(stages=["tag"]))
+    assert planned_job.n_segments == 3 and [t.segment_index for t in tasks] == [0]
+    assert [f.segment_index for f in failed] == [1, 2]
+    assert "data: URI" in failed[0].error.message and "base64" in failed[1].error.message
