@@ -11,10 +11,11 @@ import json
 from collections import deque
 from datetime import datetime
 
-from framewise import topics
+from framewise import keys, topics
 from framewise.config import Settings
 from framewise.metrics import JOB_SECONDS, JOBS_ACTIVE, JOBS_FINISHED, WEBHOOK_FAILURES
 from framewise.topic_view import TopicView
+from ingest_api.problems import ProblemError
 
 LATENCY_WINDOW = 200  # recent finished jobs per media type
 OWNER_HEADER = "framewise-owner"  # on the API's `queued` record: which API key made the job
@@ -32,6 +33,17 @@ class StatusView:
         self.active: set[str] = set()  # queued or processing: the queue depth
         self._failed: set[str] = set()  # jobs whose webhook was given up on
         self.view = TopicView(settings, topics.JOB_STATUS.name, self._on_record)
+
+    async def find(self, job_id: str, prefix: str, owner: str | None) -> bytes:
+        """The body of ``owner``'s job ``job_id``; another key's job is reported exactly like
+        one that does not exist (404)."""
+        body = self.jobs.get(job_id) if job_id.startswith(prefix) else None
+        if body is None and job_id.startswith(prefix):
+            await self.caught_up()
+            body = self.jobs.get(job_id)
+        if body is None or (owner is not None and self.owners.get(job_id, "") not in ("", owner)):
+            raise ProblemError(404, "Not Found", f"no job {job_id!r}")
+        return body
 
     async def start(self) -> None:
         await self.view.start()
@@ -73,7 +85,7 @@ class StatusView:
         except ValueError:
             return
         status = parsed.get("status")
-        media_type = "video" if job_id.startswith("video_") else "image"
+        media_type = keys.media_type_of(job_id)
         if status in ("queued", "processing"):
             self.active.add(job_id)
             JOBS_ACTIVE.set(len(self.active))
@@ -93,7 +105,7 @@ class StatusView:
             self._sampled.add(job_id)
             sample = _latency_sample(parsed)
             if sample is not None:
-                self.latency["video" if job_id.startswith("video_") else "image"].append(sample)
+                self.latency[keys.media_type_of(job_id)].append(sample)
 
 
 def _elapsed_seconds(body: dict) -> float | None:

@@ -12,7 +12,7 @@ import time
 
 import faust
 
-from framewise import topics
+from framewise import keys, topics
 from framewise.blobstore import BlobStore
 from framewise.config import Settings
 from framewise.kafka import dead_letter, in_thread, make_app, to_bytes, topic, valid_events
@@ -67,6 +67,6 @@ def build_stage_app(spec: StageSpec, settings: Settings) -> faust.App:
                 payload=payload,
                 error=error,
             )
-            await job_events.send(key=batch.job_id.encode(), value=to_bytes(result))
+            await job_events.send(key=keys.job_key(batch.job_id), value=to_bytes(result))
 
     return app

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from framewise import keyframes, topics
+from framewise import keyframes, keys, topics
 from framewise.blobstore import BlobStore
 from framewise.config import Settings
 from framewise.kafka import to_bytes
@@ -207,7 +207,7 @@ class Aggregator:
     def _publication(self, state: JobState) -> Outcome:
         """The sends of a final body: status, results and, if asked, the webhook."""
         assert state.final_body is not None and state.final_status is not None
-        key, body = state.job_id.encode(), state.final_body.encode()
+        key, body = keys.job_key(state.job_id), state.final_body.encode()
         sends = [self._status(state, body), Send(topics.RESULTS, key, body)]
         if state.webhook is not None:
             delivery = WebhookDelivery(
@@ -232,8 +232,8 @@ class Aggregator:
         for key, *_ in self._batch_keys(state):
             if key in self.batches:
                 del self.batches[key]
-        self.blobs.delete_prefix(f"frames/{job_id}")
-        self.blobs.delete_prefix(f"uploads/{job_id}")
+        for prefix in keys.transient_prefixes(job_id):
+            self.blobs.delete_prefix(prefix)
         if state.media_type == "video":
             result = assembly.result_of(state.final_body)
             keyframes.prune_video_keyframes(self.blobs, job_id, result)
@@ -244,7 +244,7 @@ class Aggregator:
 
     def _status(self, state: JobState, body: bytes) -> Send:
         self.last_status[state.job_id] = time.monotonic()
-        return Send(topics.JOB_STATUS, state.job_id.encode(), body)
+        return Send(topics.JOB_STATUS, keys.job_key(state.job_id), body)
 
     async def _reconcile(self, state: JobState) -> Outcome:
         """Work was lost somewhere (a crash between a commit and its effects): decode the
@@ -270,7 +270,7 @@ class Aggregator:
         self.save(state)
         return Outcome(
             [
-                Send(topics.DECODE_TASKS, f"{t.job_id}:{t.segment_index}".encode(), to_bytes(t))
+                Send(topics.DECODE_TASKS, keys.segment_key(t.job_id, t.segment_index), to_bytes(t))
                 for t in state.decode_tasks
                 if t.segment_index in missing
             ]
@@ -286,7 +286,7 @@ class Aggregator:
         for job_id, raw in list(self.jobs.items()):
             if raw is None or raw.get("final_status"):
                 continue
-            key = job_id.encode()
+            key = keys.job_key(job_id)
             deadline = raw.get("deadline")
             if deadline is not None and now > deadline and job_id not in self.deadline_sent:
                 self.deadline_sent.add(job_id)

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from framewise import keys
 from framewise.config import Settings
 from framewise.media import analysed_rate
 from schemas.api import (
@@ -52,8 +53,7 @@ def state_from_failure(failed: JobFailed) -> JobState:
     """A job that failed before it was planned (its media could not be read)."""
     return JobState(
         job_id=failed.job_id,
-        media_type=failed.media_type
-        or ("video" if failed.job_id.startswith("video_") else "image"),
+        media_type=failed.media_type or keys.media_type_of(failed.job_id),
         webhook=failed.webhook,
         submitted_at=failed.submitted_at or datetime.now(UTC),
         error=failed.error,

@@ -13,7 +13,7 @@ from collections import Counter
 
 import faust
 
-from framewise import keyframes, topics
+from framewise import keyframes, keys, topics
 from framewise.blobstore import BlobStore
 from framewise.config import Settings
 from framewise.kafka import dead_letter, in_thread, make_app, to_bytes, topic, valid_events
@@ -24,10 +24,6 @@ from stages.decode.planner import plan
 from stages.profiles import profiles
 
 log = logging.getLogger(__name__)
-
-
-def frames_key(task: DecodeTask, profile: str, batch_index: int) -> str:
-    return f"frames/{task.job_id}/{profile}/{task.segment_index:05d}-{batch_index:05d}.npy"
 
 
 def build_decode_app(settings: Settings) -> faust.App:
@@ -45,7 +41,7 @@ def build_decode_app(settings: Settings) -> faust.App:
         async for _, request in valid_events(
             app, topics.INGEST, stream, parse, "IngestRequest", settings.max_ingest_message_bytes
         ):
-            key = request.job_id.encode()
+            key = keys.job_key(request.job_id)
             try:
                 planned, tasks, failed = await in_thread(plan, request, blobs, settings)
             except Exception as exc:  # unreadable media, or anything unexpected: the job fails
@@ -69,11 +65,13 @@ def build_decode_app(settings: Settings) -> faust.App:
                 await job_events.send(key=key, value=to_bytes(item))
             for task in tasks:
                 await decode_tasks.send(
-                    key=f"{task.job_id}:{task.segment_index}".encode(), value=to_bytes(task)
+                    key=keys.segment_key(task.job_id, task.segment_index), value=to_bytes(task)
                 )
 
     async def publish(task: DecodeTask, batch: DecodedBatch) -> None:
-        blob_key = frames_key(task, batch.profile, batch.batch_index)
+        blob_key = keys.frame_batch(
+            task.job_id, batch.profile, task.segment_index, batch.batch_index
+        )
         await in_thread(blobs.put_array, blob_key, batch.frames)
         message = FrameBatch(
             job_id=task.job_id,
@@ -90,7 +88,7 @@ def build_decode_app(settings: Settings) -> faust.App:
             deadline=task.deadline,
             owner=task.owner,
         )
-        key = f"{task.job_id}:{task.segment_index}:{batch.batch_index}".encode()
+        key = keys.batch_key(task.job_id, task.segment_index, batch.batch_index)
         await frames_topics[batch.profile].send(key=key, value=to_bytes(message))
 
     async def decode_video(task: DecodeTask, counts: Counter) -> int:
@@ -165,6 +163,6 @@ def build_decode_app(settings: Settings) -> faust.App:
                 frames=frames,
                 error=error,
             )
-            await job_events.send(key=task.job_id.encode(), value=to_bytes(done))
+            await job_events.send(key=keys.job_key(task.job_id), value=to_bytes(done))
 
     return app

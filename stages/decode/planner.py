@@ -9,6 +9,7 @@ import base64
 import binascii
 from datetime import UTC, datetime
 
+from framewise import keys
 from framewise.blobstore import BlobStore
 from framewise.config import Settings
 from framewise.media import MediaError, occupied_segments, probe_video
@@ -89,7 +90,7 @@ def plan(
         n_segments = len(request.images)
         external_ids = [image.external_id for image in request.images]
         for i, image in enumerate(request.images):
-            key = image.blob_key or f"uploads/{request.job_id}/{i:05d}"
+            key = image.blob_key or keys.uploaded_image(request.job_id, i)
             error = None
             if image.data_base64 is not None:
                 try:

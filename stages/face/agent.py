@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from framewise import topics
+from framewise import keys, topics
 from framewise.blobstore import BlobStore
 from framewise.config import Settings
 from framewise.kafka import in_thread, to_bytes, topic, valid_events
@@ -72,4 +72,4 @@ def attach_face_agents(app, settings: Settings, analyzer: FaceAnalyzer) -> None:
                 created_at=existing.created_at if existing else datetime.now(UTC),
             )
             await allowlist.send(key=request.identity_id.encode(), value=to_bytes(record))
-            blobs.delete_prefix(f"allowlist/{request.identity_id}")
+            blobs.delete_prefix(keys.enrolment_prefix(request.identity_id))

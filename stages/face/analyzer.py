@@ -7,6 +7,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from framewise import keys
 from framewise.blobstore import BlobStore
 from framewise.config import Settings
 from schemas.messages import FrameBatch
@@ -46,10 +47,7 @@ class FaceAnalyzer:
         for (i, k, face, (p_male, age)), embedding in zip(found, embeddings, strict=True):
             h, w = own[i].shape[:2]
             x0, y0, x1, y1 = np.clip(face.detection.bbox, 0, [w, h, w, h])
-            key = (
-                f"frames/{batch.job_id}/faces/{batch.segment_index:05d}-"
-                f"{batch.batch_index:05d}-{i:03d}-{k:03d}.jpg"
-            )
+            key = keys.face_crop(batch.job_id, batch.segment_index, batch.batch_index, i, k)
             jpeg = cv2.imencode(".jpg", face.chip[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])[1]
             self.blobs.put_bytes(key, jpeg.tobytes())
             out[i].append(

@@ -6,7 +6,7 @@ import logging
 
 import faust
 
-from framewise import topics
+from framewise import keys, topics
 from framewise.config import Settings
 from framewise.kafka import dead_letter, make_app, to_bytes, topic, valid_events
 from schemas.messages import WebhookDelivery, WebhookOutcome
@@ -58,6 +58,6 @@ def build_webhook_app(settings: Settings) -> faust.App:
                 attempts=result.attempts,
                 last_error=result.last_error,
             )
-            await job_events.send(key=delivery.job_id.encode(), value=to_bytes(outcome))
+            await job_events.send(key=keys.job_key(delivery.job_id), value=to_bytes(outcome))
 
     return app
