@@ -108,16 +108,18 @@ def detail_batches(path: Path, settings: Settings) -> list[tuple[np.ndarray, Fra
 def bench_ocr(batches) -> None:
     from rapidocr import RapidOCR
 
+    from stages.ocr.settings import OcrSettings
     from stages.ocr.stage import OcrAnalyzer
 
-    settings = Settings(ocr_fps=100.0)  # every detail frame, as the direct loop does
+    # every detail frame, as the direct loop does
+    settings = Settings().with_groups(OcrSettings(fps=100.0))
     analyzer = OcrAnalyzer(settings)
     direct = RapidOCR(
         params={
             "Global.log_level": "warning",
             "Global.use_cls": False,
             "Det.limit_type": "max",
-            "Det.limit_side_len": settings.ocr_det_max_side,
+            "Det.limit_side_len": settings.group(OcrSettings).det_max_side,
         }
     )
     frames = [f for frames, _ in batches for f in frames]
@@ -158,13 +160,14 @@ def bench_tags(batches) -> None:
     import onnxruntime as ort
 
     from stages.tag.classifier import classifier_card, classifier_paths
+    from stages.tag.settings import TagSettings
     from stages.tag.stage import TagAnalyzer
 
     frames = [f for frames, _ in batches for f in frames]
     n = len(frames)
     for settings in (
         Settings(),
-        Settings(tag_classifier="squeezenet1.1", models_dir=TEST_MODELS),
+        Settings(models_dir=TEST_MODELS).with_groups(TagSettings(classifier="squeezenet1.1")),
     ):
         card = classifier_card(settings)
         model, _ = classifier_paths(settings)
@@ -206,12 +209,13 @@ def bench_faces(media: Path) -> None:
         detector = dlib.get_frontal_face_detector()
         predictor, embedder = pack.aligner.model, pack.embedder.model
         age_gender = pack.age_gender
+        upsample = pack.detector.upsample
         sessions = age_gender.sessions
 
         def direct() -> int:
             faces = 0
             for rgb in frames:
-                for rect in detector(rgb, settings.face_hog_upsample):
+                for rect in detector(rgb, upsample):
                     shape = predictor(rgb, rect)
                     chip = dlib.get_face_chip(rgb, shape, 150, 0.25)
                     embedder.compute_face_descriptor(chip)

@@ -1,7 +1,9 @@
-"""All configuration in one place: typed settings read from ``FRAMEWISE_*`` environment variables.
+"""Typed settings read from ``FRAMEWISE_*`` environment variables.
 
 Every process (API, each stage worker, the CLI) reads the same :class:`Settings`, so a value set
-once in the environment (or in ``compose/framewise.env``) applies everywhere.
+once in the environment (or in ``compose/framewise.env``) applies everywhere. The framework's
+settings are here; each stage owns its settings group (``stages/<stage>/settings.py``, prefix
+``FRAMEWISE_<STAGE>_``), which :meth:`Settings.group` reads, so this module knows no stage.
 """
 
 from __future__ import annotations
@@ -9,10 +11,12 @@ from __future__ import annotations
 import sys
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, TypeVar
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Group = TypeVar("Group", bound=BaseSettings)
 
 
 class Settings(BaseSettings):
@@ -106,117 +110,6 @@ class Settings(BaseSettings):
         "registries (the default classifier); apart from FRAMEWISE_MODELS_DIR, which may be "
         "read-only",
     )
-    tag_classifier: Literal["efficientnet-lite0", "squeezenet1.1", "custom"] = Field(
-        "efficientnet-lite0",
-        description="classifier card (docs/models.md); the TAG_* settings below override it",
-    )
-    tag_model: str | None = Field(
-        None, description="classifier ONNX relative to models_dir; unset: the card's"
-    )
-    tag_labels: str | None = Field(None, description="`index,label` lines; unset: the card's")
-    tag_taxonomy: Path | None = Field(None, description="tag roll-up JSON; unset: built-in")
-    tag_input_size: int | None = Field(None, ge=16)
-    tag_channel_order: Literal["RGB", "BGR"] | None = None
-    tag_pixel_scale: float | None = Field(
-        None, description="pixels are multiplied by this (1/255: 0..1)"
-    )
-    tag_mean: list[float] | None = None
-    tag_std: list[float] | None = None
-    tag_output: Literal["probabilities", "logits"] | None = None
-    tag_min_probability: float = Field(0.1, ge=0, le=1, description="tags below are dropped")
-    tag_top_k: int = Field(5, ge=1)
-    ocr_det_model: str | None = Field(
-        None, description="PP-OCR detection ONNX (relative to models_dir); unset: rapidocr's"
-    )
-    ocr_rec_model: str | None = Field(
-        None, description="PP-OCR recognition ONNX; unset: rapidocr's"
-    )
-    ocr_rec_keys: str | None = Field(
-        None, description="the recognition model's dictionary, if not embedded in the model"
-    )
-    ocr_det_max_side: int = Field(960, ge=64, description="detector input, longest side")
-    ocr_fps: float = Field(1.0, gt=0, description="video frames per second the OCR stage reads")
-    ocr_min_score: float = Field(0.6, ge=0, le=1, description="lines recognised below are dropped")
-    ocr_angle_classifier: bool = Field(False, description="also read text rotated by 180°")
-    ocr_languages: list[str] = Field(
-        default_factory=lambda: [
-            "en",
-            "de",
-            "fr",
-            "es",
-            "it",
-            "pt",
-            "nl",
-            "sv",
-            "da",
-            "nb",
-            "fi",
-            "pl",
-            "cs",
-            "ro",
-            "hu",
-            "tr",
-            "ru",
-            "uk",
-            "el",
-            "zh",
-            "ja",
-            "ko",
-            "ar",
-            "he",
-            "hi",
-            "th",
-            "vi",
-            "id",
-            "la",
-        ],
-        description="ISO 639-1 codes the language identifier chooses from",
-    )
-    ocr_language_confidence: float = Field(
-        0.5, ge=0, le=1, description="below this the text's script decides the language"
-    )
-    face_pack: Literal["dlib", "insightface"] = Field(
-        "dlib",
-        description="face model pack: dlib (default, permissive, installed with framewise) or "
-        "insightface (non-commercial; files in models_dir/face_insightface_dir)",
-    )
-    face_insightface_dir: str = Field(
-        "face", description="insightface pack directory, relative to models_dir"
-    )
-    face_detector: str | None = Field(
-        None,
-        description="dlib pack: hog (default) or yunet; insightface pack: a detector file "
-        "(unset: the largest)",
-    )
-    face_hog_upsample: int = Field(
-        1, ge=0, le=2, description="dlib HOG: upsample frames this often (1: faces from ~40 px)"
-    )
-    face_yunet_model: str = Field(
-        "face/yunet.onnx", description="YuNet file relative to models_dir (face_detector=yunet)"
-    )
-    face_det_size: int = Field(640, ge=160, description="SCRFD detector input side")
-    face_det_threshold: float = Field(0.5, ge=0, le=1, description="SCRFD and YuNet score floor")
-    face_min_size: int = Field(16, ge=1, description="smaller faces (pixels) are ignored")
-    face_batch_size: int = Field(32, ge=1, description="face crops per model call")
-    face_cluster_threshold: float | None = Field(
-        None,
-        ge=-1,
-        le=1,
-        description="cosine similarity at which two faces are one person; unset: the pack's",
-    )
-    face_gender_confidence: float | None = Field(
-        None, ge=0.5, le=1, description="below this gender is `unidentified`; unset: the pack's"
-    )
-    allowlist_threshold: float | None = Field(
-        None,
-        ge=-1,
-        le=1,
-        description="cosine similarity to an enrolled face that matches; unset: the pack's",
-    )
-    critical_tags: list[str] = Field(
-        default_factory=lambda: ["weapon"],
-        description="tags reported with is_critical=true (JSON list; [] for none)",
-    )
 
     # --- webhooks ----------------------------------------------------------------------------
     webhook_allow_private: bool = Field(
@@ -237,6 +130,26 @@ class Settings(BaseSettings):
     max_reconciliations: int = Field(
         3, ge=0, description="after this many, a stalled job fails with the reason"
     )
+
+    groups: dict[str, Any] = Field(
+        default_factory=dict,
+        exclude=True,
+        description="in-process settings groups (see `group`); each stage's group reads its own "
+        "FRAMEWISE_<STAGE>_* variables",
+    )
+
+    def group(self, cls: type[Group]) -> Group:
+        """A stage's own settings group (``stages/<stage>/settings.py``): the one given with
+        :meth:`with_groups`, else read from the environment once."""
+        found = self.groups.get(cls.__name__)
+        if found is None:
+            found = self.groups[cls.__name__] = cls()
+        return found
+
+    def with_groups(self, *groups: BaseSettings) -> Settings:
+        """A copy with these settings groups in place of the environment's."""
+        update = {**self.groups, **{type(g).__name__: g for g in groups}}
+        return self.model_copy(update={"groups": update})
 
     @property
     def bootstrap(self) -> str:

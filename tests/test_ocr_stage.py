@@ -10,6 +10,7 @@ from stages.local import image_frame_batch, run_video_stages
 from stages.ocr.engine import OcrLine
 from stages.ocr.language import LanguageIdentifier, dominant_script
 from stages.ocr.merge import track_lines, video_results
+from stages.ocr.settings import OcrSettings
 from stages.ocr.stage import OcrAnalyzer, finalize_image, on_ocr_grid
 
 SETTINGS = Settings(stages=["ocr"])
@@ -102,7 +103,7 @@ def test_stacked_lines_are_joined_in_reading_order():
 
 
 def test_language_falls_back_to_the_script_when_unsure():
-    ident = LanguageIdentifier(SETTINGS.ocr_languages, 0.5)
+    ident = LanguageIdentifier(OcrSettings().languages, 0.5)
     assert ident.identify("Славянские языки — большая языковая семья.") == "ru"
     assert ident.identify("www.bcastell.com") == "en"  # unsure: Latin script
     assert ident.identify("カタカナ") == "ja"

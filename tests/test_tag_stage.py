@@ -15,6 +15,7 @@ from stages.registry import active_stages
 from stages.tag.classifier import CLASSIFIERS, OnnxClassifier, Taxonomy, parse_classes
 from stages.tag.convert import convert_efficientnet_lite0, install_default_classifier
 from stages.tag.sections import SceneTag, group_sections
+from stages.tag.settings import TagSettings
 from stages.tag.stage import finalize_image
 
 ANIMALS = [
@@ -108,8 +109,8 @@ def test_taxonomy_covers_everyday_tags_and_weapons_are_critical_by_default(defau
 
 
 def test_top_k_floor_and_critical_list(default_settings, media):
-    settings = default_settings.model_copy(
-        update={"tag_top_k": 2, "tag_min_probability": 0.0, "critical_tags": ["cat"]}
+    settings = default_settings.with_groups(
+        TagSettings(top_k=2, min_probability=0.0, critical_tags=["cat"])
     )
     tags = OnnxClassifier(settings).predict(rgb(media / "images" / "faces" / "t1.jpg")[None])
     result = finalize_image({"frames": [{"t": 0.0, "tags": tags[0]}]}, settings)["tags"]
@@ -119,8 +120,8 @@ def test_top_k_floor_and_critical_list(default_settings, media):
 
 
 def test_video_sections_follow_how_the_video_was_built(default_settings, animals_video):
-    settings = default_settings.model_copy(
-        update={"stages": ["scene", "tag"], "critical_tags": ["fish"]}
+    settings = default_settings.model_copy(update={"stages": ["scene", "tag"]}).with_groups(
+        TagSettings(critical_tags=["fish"])
     )
     result = run_video_stages(animals_video, settings)
     starts = [round(s.start_seconds, 1) for s in result.raw_scenes]
@@ -149,7 +150,7 @@ def squeezenet_direct(models, image: np.ndarray) -> np.ndarray:
 
 
 def test_squeezenet_keeps_working_when_configured(models, media):
-    settings = Settings(models_dir=models, tag_classifier="squeezenet1.1")
+    settings = Settings(models_dir=models).with_groups(TagSettings(classifier="squeezenet1.1"))
     classifier = OnnxClassifier(settings)
     assert classifier.card.name.startswith("SqueezeNet")
     image = rgb(media / "images" / "tags" / "kitten_224.png")

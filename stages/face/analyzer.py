@@ -14,6 +14,7 @@ from schemas.messages import FrameBatch
 from stages.face import packs
 from stages.face.allowlist import AllowlistIndex
 from stages.face.embedding import encode_embedding
+from stages.face.settings import FaceSettings
 
 
 class FaceAnalyzer:
@@ -23,6 +24,7 @@ class FaceAnalyzer:
 
     def __init__(self, settings: Settings, allowlist: AllowlistIndex | None = None) -> None:
         self.settings = settings
+        self.min_size = settings.group(FaceSettings).min_size
         self.pack = packs.make_pack(settings).load()
         self.blobs = BlobStore(settings.data_dir)
         self.allowlist = allowlist or AllowlistIndex(
@@ -37,7 +39,7 @@ class FaceAnalyzer:
             detections = [
                 d
                 for d in self.pack.detect(rgb)
-                if min(d.bbox[2] - d.bbox[0], d.bbox[3] - d.bbox[1]) >= self.settings.face_min_size
+                if min(d.bbox[2] - d.bbox[0], d.bbox[3] - d.bbox[1]) >= self.min_size
             ]
             faces = self.pack.align(rgb, detections)
             attributes = self.pack.attributes(rgb, faces)

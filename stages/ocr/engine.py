@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from framewise.config import Settings
+from framewise.inference import InferenceModel, ModelCard, require_file
+from stages.ocr.settings import OcrSettings
 
 
 @dataclass
@@ -35,41 +37,46 @@ class OcrLine:
         )
 
 
-class PpOcrEngine:
+class PpOcrEngine(InferenceModel):
     """``load`` once per worker, ``predict`` per frame."""
 
+    card = ModelCard(
+        role="OCR",
+        name="PaddleOCR PP-OCRv6 small detection and recognition (ONNX, in the rapidocr wheel)",
+        license="Apache-2.0",
+        source="PyPI rapidocr (or FRAMEWISE_OCR_DET_MODEL / FRAMEWISE_OCR_REC_MODEL)",
+        commercial_use=True,
+    )
+
     def __init__(self, settings: Settings) -> None:
+        super().__init__()
         self.settings = settings
+        self.min_score = settings.group(OcrSettings).min_score
         self.engine = None
 
-    def load(self) -> PpOcrEngine:
+    def _load(self) -> None:
         from rapidocr import RapidOCR
 
-        s = self.settings
+        s, ocr = self.settings, self.settings.group(OcrSettings)
         params: dict = {
             "Global.log_level": "warning",
-            "Global.use_cls": s.ocr_angle_classifier,
-            "Global.text_score": s.ocr_min_score,
+            "Global.use_cls": ocr.angle_classifier,
+            "Global.text_score": ocr.min_score,
             "Det.limit_type": "max",
-            "Det.limit_side_len": s.ocr_det_max_side,
+            "Det.limit_side_len": ocr.det_max_side,
             "EngineConfig.onnxruntime.use_cuda": "CUDAExecutionProvider" in s.onnx_providers,
         }
-        for key, value in (
-            ("Det.model_path", s.ocr_det_model),
-            ("Rec.model_path", s.ocr_rec_model),
-            ("Rec.rec_keys_path", s.ocr_rec_keys),
+        for key, value, setting in (
+            ("Det.model_path", ocr.det_model, "FRAMEWISE_OCR_DET_MODEL"),
+            ("Rec.model_path", ocr.rec_model, "FRAMEWISE_OCR_REC_MODEL"),
+            ("Rec.rec_keys_path", ocr.rec_keys, "FRAMEWISE_OCR_REC_KEYS"),
         ):
             if value:
-                path = s.model_path(value)
-                if not path.is_file():
-                    raise FileNotFoundError(f"OCR model file {path} not found")
-                params[key] = str(path)
+                params[key] = str(require_file(s.model_path(value), setting))
         self.engine = RapidOCR(params=params)
-        return self
 
-    def predict(self, frame: np.ndarray) -> list[OcrLine]:
+    def _predict(self, frame: np.ndarray) -> list[OcrLine]:
         """Lines read on one RGB frame; recognition runs only on detected boxes."""
-        assert self.engine is not None, "call load() first"
         result = self.engine(np.ascontiguousarray(frame[..., ::-1]))
         if result.boxes is None or not result.txts:
             return []
@@ -80,6 +87,6 @@ class PpOcrEngine:
             x0, y0 = points.min(axis=0)
             x1, y1 = points.max(axis=0)
             # A "line" without a single letter is almost always noise (specks, rules).
-            if any(ch.isalpha() for ch in text) and score >= self.settings.ocr_min_score:
+            if any(ch.isalpha() for ch in text) and score >= self.min_score:
                 lines.append(OcrLine(text.strip(), float(score), (x0 / w, y0 / h, x1 / w, y1 / h)))
         return lines

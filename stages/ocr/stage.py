@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,7 @@ from schemas.messages import FrameBatch
 from stages.ocr.engine import OcrLine, PpOcrEngine
 from stages.ocr.language import LanguageIdentifier, block_language
 from stages.ocr.merge import group_blocks, join_block, track_lines, video_results
+from stages.ocr.settings import OcrSettings
 from stages.spec import StageSpec, VideoContext
 
 
@@ -27,17 +29,16 @@ def on_ocr_grid(t: float, ocr_rate: float, detail_rate: float) -> bool:
 class OcrAnalyzer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.ocr = settings.group(OcrSettings)
         self.engine = PpOcrEngine(settings).load()
-        self.languages = LanguageIdentifier(
-            settings.ocr_languages, settings.ocr_language_confidence
-        )
+        self.languages = LanguageIdentifier(self.ocr.languages, self.ocr.language_confidence)
 
     def analyze(self, frames: np.ndarray, batch: FrameBatch) -> dict[str, Any]:
         out = []
         for frame, t in zip(
             frames[batch.context_frames :], batch.timestamps[batch.context_frames :], strict=True
         ):
-            if not on_ocr_grid(t, self.settings.ocr_fps, batch.fps):
+            if not on_ocr_grid(t, self.ocr.fps, batch.fps):
                 continue
             lines = self.engine.predict(frame)
             for line in lines:
@@ -67,7 +68,8 @@ def finalize_video(ctx: VideoContext, settings: Settings) -> dict[str, Any]:
         for payload in ctx.payloads
         for f in payload["frames"]
     ]
-    interval = 1.0 / min(settings.ocr_fps, ctx.probe.fps or settings.ocr_fps)
+    fps = settings.group(OcrSettings).fps
+    interval = 1.0 / min(fps, ctx.probe.fps or fps)
     tracks = track_lines(frames, max_gap=2.5 * interval)
     results = []
     for text, start, end, language in video_results(tracks, interval, ctx.probe.duration_seconds):
@@ -81,6 +83,14 @@ def finalize_video(ctx: VideoContext, settings: Settings) -> dict[str, Any]:
     return {"ocr_results": results}
 
 
+def ocr_models_path(settings: Settings) -> Path:
+    """Where the OCR models come from: the configured detector, or rapidocr's own."""
+    import rapidocr
+
+    det_model = settings.group(OcrSettings).det_model
+    return settings.model_path(det_model) if det_model else Path(rapidocr.__file__).parent
+
+
 OCR = StageSpec(
     name="ocr",
     profile="detail",
@@ -88,4 +98,5 @@ OCR = StageSpec(
     make_analyzer=OcrAnalyzer,
     finalize_video=finalize_video,
     finalize_image=finalize_image,
+    models=lambda settings: [(PpOcrEngine.card, ocr_models_path(settings))],
 )

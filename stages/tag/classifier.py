@@ -19,6 +19,7 @@ import numpy as np
 from framewise.config import Settings
 from framewise.inference import InferenceModel, ModelCard
 from framewise.onnx import create_session
+from stages.tag.settings import TagSettings
 
 BUILTIN_TAXONOMY = Path(__file__).with_name("taxonomy.json")
 
@@ -98,19 +99,20 @@ CLASSIFIERS: dict[str, ClassifierCard] = {
 
 def classifier_card(settings: Settings) -> ClassifierCard:
     """The configured card with every ``FRAMEWISE_TAG_*`` override that is set applied."""
-    card = CLASSIFIERS[settings.tag_classifier]
+    tag = settings.group(TagSettings)
+    card = CLASSIFIERS[tag.classifier]
     overrides = {
-        "file": settings.tag_model,
-        "labels": settings.tag_labels,
-        "input_size": settings.tag_input_size,
-        "channel_order": settings.tag_channel_order,
-        "pixel_scale": settings.tag_pixel_scale,
-        "mean": tuple(settings.tag_mean) if settings.tag_mean else None,
-        "std": tuple(settings.tag_std) if settings.tag_std else None,
-        "output": settings.tag_output,
+        "file": tag.model,
+        "labels": tag.labels,
+        "input_size": tag.input_size,
+        "channel_order": tag.channel_order,
+        "pixel_scale": tag.pixel_scale,
+        "mean": tuple(tag.mean) if tag.mean else None,
+        "std": tuple(tag.std) if tag.std else None,
+        "output": tag.output,
     }
     card = replace(card, **{k: v for k, v in overrides.items() if v is not None})
-    if settings.tag_model is not None:  # a file of one's own lives in FRAMEWISE_MODELS_DIR
+    if tag.model is not None:  # a file of one's own lives in FRAMEWISE_MODELS_DIR
         card = replace(card, builtin=False)
     return card
 
@@ -180,7 +182,7 @@ class OnnxClassifier(InferenceModel):
             else "FRAMEWISE_MODELS_DIR and FRAMEWISE_TAG_MODEL"
         )
         self.session = create_session(model_path, self.settings.onnx_providers, setting)
-        self.taxonomy = Taxonomy.load(labels_path, self.settings.tag_taxonomy)
+        self.taxonomy = Taxonomy.load(labels_path, self.settings.group(TagSettings).taxonomy)
         model_input = self.session.get_inputs()[0]
         self.input_name = model_input.name
         self.input_dtype = np.float16 if "float16" in model_input.type else np.float32

@@ -11,6 +11,7 @@ from schemas.messages import FrameBatch
 from stages.spec import StageSpec, VideoContext
 from stages.tag.classifier import OnnxClassifier, classifier_card, classifier_paths
 from stages.tag.sections import TaggedFrame, group_sections, tag_scenes
+from stages.tag.settings import TagSettings
 
 FRAME_FLOOR = 0.01  # per-frame tags below this are not sent to the aggregator
 
@@ -34,20 +35,20 @@ class TagAnalyzer:
 
 def finalize_image(payload: dict[str, Any], settings: Settings) -> dict[str, Any]:
     tags = payload["frames"][0]["tags"] if payload.get("frames") else {}
-    critical = set(settings.critical_tags)
+    tag = settings.group(TagSettings)
+    critical = set(tag.critical_tags)
     ranked = sorted(tags.items(), key=lambda kv: (-kv[1], kv[0]))
-    kept = [(t, p) for t, p in ranked if p >= settings.tag_min_probability][: settings.tag_top_k]
+    kept = [(t, p) for t, p in ranked if p >= tag.min_probability][: tag.top_k]
     return {"tags": [{"tag": t, "probability": p, "is_critical": t in critical} for t, p in kept]}
 
 
 def finalize_video(ctx: VideoContext, settings: Settings) -> dict[str, Any]:
+    tag = settings.group(TagSettings)
     frames = [TaggedFrame(f["t"], f["tags"]) for payload in ctx.payloads for f in payload["frames"]]
-    tagged = tag_scenes(
-        sorted(frames, key=lambda f: f.timestamp), ctx.shots(), settings.tag_min_probability
-    )
+    tagged = tag_scenes(sorted(frames, key=lambda f: f.timestamp), ctx.shots(), tag.min_probability)
     interval = 1.0 / ctx.analysed_fps if ctx.analysed_fps else 0.0
     sections = group_sections(
-        tagged, ctx.result.get("frame_activity_diffs", []), interval, set(settings.critical_tags)
+        tagged, ctx.result.get("frame_activity_diffs", []), interval, set(tag.critical_tags)
     )
     return {"sections": sections}
 
