@@ -41,10 +41,10 @@ sys.path.insert(0, str(ROOT))
 
 from framewise.blobstore import BlobStore  # noqa: E402
 from framewise.broker import free_port, wait_for_port  # noqa: E402
-from framewise.client import Client  # noqa: E402
 from framewise.config import Settings  # noqa: E402
 from framewise.media import decode_video_segment  # noqa: E402
 from framewise.synthetic import write_cut_video, write_image_video  # noqa: E402
+from ingest_api.client import Client  # noqa: E402
 from schemas.messages import FrameBatch  # noqa: E402
 from stages.local import frame_message  # noqa: E402
 from stages.profiles import profiles  # noqa: E402

@@ -66,7 +66,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-    from framewise.client import ApiProblem, Client
+    from ingest_api.client import ApiProblem, Client
 
     settings = get_settings()
     url = args.url or settings.public_api_url

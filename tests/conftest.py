@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from framewise.broker import free_port, start_embedded_broker, wait_for_port
-from framewise.client import ApiProblem, Client
 from framewise.synthetic import write_cut_video, write_image_video
+from ingest_api.client import ApiProblem, Client
 
 ROOT = Path(__file__).resolve().parents[1]
 MEDIA = Path(os.environ.get("FRAMEWISE_TEST_MEDIA", ROOT.parent / "shared" / "media"))

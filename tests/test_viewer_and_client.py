@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from framewise.client import ApiProblem, AsyncClient, Client, JobTimeout
+from ingest_api.client import ApiProblem, AsyncClient, Client, JobTimeout
 from schemas.api import ImageBatchJob, VideoJob
 from tests.conftest import ROOT
 

@@ -6,6 +6,7 @@ import asyncio
 import http.server
 import threading
 import time
+from typing import ClassVar
 
 import pytest
 
@@ -151,3 +152,43 @@ def test_dns_answer_is_pinned_against_rebinding(monkeypatch):
     finally:
         server.shutdown()
     assert result.delivered and calls == ["hooks.example"]
+
+
+class Verifying(http.server.BaseHTTPRequestHandler):
+    """A receiver that checks the Standard Webhooks signature with the reference library."""
+
+    secret = ""
+    verified: ClassVar[list[bool]] = []
+
+    def do_POST(self):
+        from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        try:
+            Webhook(Verifying.secret).verify(body, dict(self.headers.items()))
+            Verifying.verified.append(True)
+            self.send_response(204)
+        except WebhookVerificationError:
+            Verifying.verified.append(False)
+            self.send_response(401)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize(
+    "secret", ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_" + "c2VjcmV0LWtleS1ieXRlcw=="]
+)
+def test_a_standard_webhooks_receiver_verifies_our_signature(secret):
+    """The reference `standardwebhooks` library, given the secret we were given, verifies."""
+    pytest.importorskip("standardwebhooks")
+    Verifying.secret, Verifying.verified = secret, []
+    server, port = serve(Verifying)
+    try:
+        result = asyncio.run(
+            sender(True).deliver(f"http://127.0.0.1:{port}/", "evt_abc", b'{"a": 1}', secret)
+        )
+    finally:
+        server.shutdown()
+    assert Verifying.verified == [True] and result.delivered and result.attempts == 1

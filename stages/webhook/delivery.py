@@ -4,13 +4,16 @@ Signatures (see ``docs/webhooks.md``):
 
 * ``X-Webhook-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>``
 * Standard Webhooks: ``webhook-id``, ``webhook-timestamp`` and
-  ``webhook-signature: v1,<base64 HMAC-SHA256(secret, "<id>.<t>.<body>")>``.
+  ``webhook-signature: v1,<base64 HMAC-SHA256(key, "<id>.<t>.<body>")>``, where the key of a
+  ``whsec_<base64>`` secret is its decoded bytes (the spec's rule) and of any other secret
+  its UTF-8 bytes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import hashlib
 import hmac
 import ipaddress
@@ -23,18 +26,29 @@ from urllib.parse import urlsplit
 import httpx
 
 RETRY_STATUSES = {408, 425, 429} | set(range(500, 600))
+WHSEC_PREFIX = "whsec_"
 
 
 class TargetRefused(Exception):
     """The webhook URL points at an address we must not call (loopback, private, metadata)."""
 
 
+def standard_key(secret: str) -> bytes:
+    """The Standard Webhooks signing key: a ``whsec_<base64>`` secret is those key bytes, as
+    the spec and its reference libraries read it; any other secret is its own UTF-8 bytes."""
+    if secret.startswith(WHSEC_PREFIX):
+        try:
+            return base64.b64decode(secret.removeprefix(WHSEC_PREFIX), validate=True)
+        except binascii.Error:
+            pass  # not base64 after all: the whole string is the key
+    return secret.encode()
+
+
 def sign(secret: str, delivery_id: str, timestamp: int, body: bytes) -> dict[str, str]:
-    key = secret.encode()
-    legacy = hmac.new(key, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    standard = base64.b64encode(
-        hmac.new(key, f"{delivery_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
-    ).decode()
+    legacy = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    signed = f"{delivery_id}.{timestamp}.".encode() + body
+    mac = hmac.new(standard_key(secret), signed, hashlib.sha256).digest()
+    standard = base64.b64encode(mac).decode()
     return {
         "X-Webhook-Signature": f"t={timestamp},v1={legacy}",
         "webhook-signature": f"v1,{standard}",

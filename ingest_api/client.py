@@ -1,7 +1,7 @@
 """A typed Python client of the Framewise REST API, sync (:class:`Client`) and async
 (:class:`AsyncClient`), on httpx.
 
-    from framewise.client import Client
+    from ingest_api.client import Client
 
     with Client("http://127.0.0.1:8000", api_key="...") as fw:
         job = fw.wait(fw.submit_video("clip.mp4"))
@@ -73,24 +73,40 @@ def _limit(max_processing_time: int | None) -> dict[str, str]:
     return {} if max_processing_time is None else {"Max-Processing-Time": str(max_processing_time)}
 
 
-def _video_body(source: VideoSource) -> tuple[Any, str]:
-    """Request content (streamed for files) and its content type."""
+def _video_request(
+    source: VideoSource,
+    webhook_url: str | None,
+    webhook_secret: str | None,
+    max_processing_time: int | None,
+    content_type: str | None,
+) -> dict[str, Any]:
+    """``POST /v1/videos`` as httpx keyword arguments; a file is streamed in chunks."""
     if isinstance(source, str | Path):
         path = Path(source)
         kind = mimetypes.guess_type(path.name)[0] or ""
+        guessed = kind if kind.startswith("video/") else "application/octet-stream"
         stream = path.open("rb")
 
         def chunks() -> Iterator[bytes]:
             with stream:
                 yield from iter(lambda: stream.read(CHUNK), b"")
 
-        return chunks(), kind if kind.startswith("video/") else "application/octet-stream"
-    if isinstance(source, bytes):
-        return source, "application/octet-stream"
-    return iter(lambda: source.read(CHUNK), b""), "application/octet-stream"
+        content: Any = chunks()
+    elif isinstance(source, bytes):
+        content, guessed = source, "application/octet-stream"
+    else:
+        content, guessed = iter(lambda: source.read(CHUNK), b""), "application/octet-stream"
+    params = {"webhook.url": webhook_url} if webhook_url else {}
+    if webhook_secret:
+        params["webhook.secret"] = webhook_secret
+    headers = {"Content-Type": content_type or guessed, **_limit(max_processing_time)}
+    return {"url": "/v1/videos", "content": content, "params": params, "headers": headers}
 
 
-def _images_body(images: Sequence[ImageSource], webhook_url: str | None) -> dict[str, Any]:
+def _images_request(
+    images: Sequence[ImageSource], webhook_url: str | None, max_processing_time: int | None
+) -> dict[str, Any]:
+    """``POST /v1/images`` as httpx keyword arguments."""
     items = []
     for image in images:
         if isinstance(image, tuple):
@@ -101,14 +117,7 @@ def _images_body(images: Sequence[ImageSource], webhook_url: str | None) -> dict
     body: dict[str, Any] = {"images": items}
     if webhook_url:
         body["webhook"] = {"url": webhook_url}
-    return body
-
-
-def _video_params(url: str | None, secret: str | None) -> dict[str, str]:
-    params = {"webhook.url": url} if url else {}
-    if secret:
-        params["webhook.secret"] = secret
-    return params
+    return {"url": "/v1/images", "json": body, "headers": _limit(max_processing_time)}
 
 
 def _checked(response: httpx.Response) -> httpx.Response:
@@ -120,6 +129,10 @@ def _checked(response: httpx.Response) -> httpx.Response:
         problem = Problem(title=response.reason_phrase, status=response.status_code,
                           detail=response.text[:500])  # fmt: skip
     raise ApiProblem(problem)
+
+
+def _accepted(response: httpx.Response) -> str:
+    return JobAccepted.model_validate_json(_checked(response).content).job_id
 
 
 def _job(response: httpx.Response, job_id: str) -> Job:
@@ -137,16 +150,43 @@ async def _read_in_thread(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
         yield chunk
 
 
-def _viewer(base_url: str, job_id: str) -> str:
-    kind = "videos" if job_id.startswith("video_") else "images"
-    return f"{base_url}/viewer/{kind}/{job_id}"
+class _Polling:
+    """The waiting rule both clients share: after each status, the next pause, or ``None``
+    when the job has ended; :class:`JobTimeout` past the deadline."""
+
+    def __init__(
+        self,
+        timeout: float | None,
+        backoff: Backoff | None,
+        on_update: Callable[[Job], None] | None,
+    ) -> None:
+        self.timeout = timeout
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.intervals = (backoff or Backoff()).intervals()
+        self.on_update = on_update
+
+    def pause_after(self, job: Job) -> float | None:
+        if self.on_update is not None:
+            self.on_update(job)
+        if job.status in (JobStatus.finished, JobStatus.failed):
+            return None
+        interval = next(self.intervals)
+        if self.deadline is not None and time.monotonic() + interval > self.deadline:
+            raise JobTimeout(job, self.timeout or 0.0)
+        return interval
 
 
-def _terminal(job: Job) -> bool:
-    return job.status in (JobStatus.finished, JobStatus.failed)
+class _Base:
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url.rstrip("/")
+
+    def viewer_url(self, job_id: str) -> str:
+        """The results viewer's page for the job, to open in a browser."""
+        kind = "videos" if job_id.startswith("video_") else "images"
+        return f"{self.base_url}/viewer/{kind}/{job_id}"
 
 
-class Client:
+class Client(_Base):
     """Blocking client; use as a context manager or call :meth:`close`."""
 
     def __init__(
@@ -156,7 +196,7 @@ class Client:
         timeout: float = 60.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        super().__init__(base_url)
         self.http = httpx.Client(
             base_url=self.base_url, headers=_headers(api_key), timeout=timeout, transport=transport
         )
@@ -180,14 +220,10 @@ class Client:
         content_type: str | None = None,
     ) -> str:
         """Upload a video (a path, bytes or a binary stream, streamed); its job id."""
-        content, guessed = _video_body(source)
-        response = self.http.post(
-            "/v1/videos",
-            content=content,
-            params=_video_params(webhook_url, webhook_secret),
-            headers={"Content-Type": content_type or guessed, **_limit(max_processing_time)},
+        request = _video_request(
+            source, webhook_url, webhook_secret, max_processing_time, content_type
         )
-        return JobAccepted.model_validate_json(_checked(response).content).job_id
+        return _accepted(self.http.post(**request))
 
     def submit_images(
         self,
@@ -197,12 +233,9 @@ class Client:
         max_processing_time: int | None = None,
     ) -> str:
         """Submit images (paths, or ``(external_id, bytes)``) as one batch; its job id."""
-        response = self.http.post(
-            "/v1/images",
-            json=_images_body(images, webhook_url),
-            headers=_limit(max_processing_time),
+        return _accepted(
+            self.http.post(**_images_request(images, webhook_url, max_processing_time))
         )
-        return JobAccepted.model_validate_json(_checked(response).content).job_id
 
     def get(self, job_id: str) -> Job:
         return _job(self.http.get(_path(job_id)), job_id)
@@ -215,24 +248,15 @@ class Client:
         on_update: Callable[[Job], None] | None = None,
     ) -> Job:
         """Poll until the job is finished or failed (:class:`JobTimeout` after ``timeout``)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for interval in (backoff or Backoff()).intervals():
+        polling = _Polling(timeout, backoff, on_update)
+        while True:
             job = self.get(job_id)
-            if on_update is not None:
-                on_update(job)
-            if _terminal(job):
+            if (pause := polling.pause_after(job)) is None:
                 return job
-            if deadline is not None and time.monotonic() + interval > deadline:
-                raise JobTimeout(job, timeout or 0.0)
-            time.sleep(interval)
-        raise AssertionError("unreachable")
-
-    def viewer_url(self, job_id: str) -> str:
-        """The results viewer's page for the job, to open in a browser."""
-        return _viewer(self.base_url, job_id)
+            time.sleep(pause)
 
 
-class AsyncClient:
+class AsyncClient(_Base):
     """The same calls as :class:`Client`, awaitable; use ``async with``."""
 
     def __init__(
@@ -242,7 +266,7 @@ class AsyncClient:
         timeout: float = 60.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        super().__init__(base_url)
         self.http = httpx.AsyncClient(
             base_url=self.base_url, headers=_headers(api_key), timeout=timeout, transport=transport
         )
@@ -265,16 +289,12 @@ class AsyncClient:
         max_processing_time: int | None = None,
         content_type: str | None = None,
     ) -> str:
-        content, guessed = _video_body(source)
-        if not isinstance(content, bytes):  # httpx's async client streams async chunks
-            content = _read_in_thread(content)
-        response = await self.http.post(
-            "/v1/videos",
-            content=content,
-            params=_video_params(webhook_url, webhook_secret),
-            headers={"Content-Type": content_type or guessed, **_limit(max_processing_time)},
+        request = _video_request(
+            source, webhook_url, webhook_secret, max_processing_time, content_type
         )
-        return JobAccepted.model_validate_json(_checked(response).content).job_id
+        if not isinstance(request["content"], bytes):  # the async client streams async chunks
+            request["content"] = _read_in_thread(request["content"])
+        return _accepted(await self.http.post(**request))
 
     async def submit_images(
         self,
@@ -283,12 +303,9 @@ class AsyncClient:
         webhook_url: str | None = None,
         max_processing_time: int | None = None,
     ) -> str:
-        response = await self.http.post(
-            "/v1/images",
-            json=_images_body(images, webhook_url),
-            headers=_limit(max_processing_time),
+        return _accepted(
+            await self.http.post(**_images_request(images, webhook_url, max_processing_time))
         )
-        return JobAccepted.model_validate_json(_checked(response).content).job_id
 
     async def get(self, job_id: str) -> Job:
         return _job(await self.http.get(_path(job_id)), job_id)
@@ -300,18 +317,9 @@ class AsyncClient:
         backoff: Backoff | None = None,
         on_update: Callable[[Job], None] | None = None,
     ) -> Job:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for interval in (backoff or Backoff()).intervals():
+        polling = _Polling(timeout, backoff, on_update)
+        while True:
             job = await self.get(job_id)
-            if on_update is not None:
-                on_update(job)
-            if _terminal(job):
+            if (pause := polling.pause_after(job)) is None:
                 return job
-            if deadline is not None and time.monotonic() + interval > deadline:
-                raise JobTimeout(job, timeout or 0.0)
-            await asyncio.sleep(interval)
-        raise AssertionError("unreachable")
-
-    def viewer_url(self, job_id: str) -> str:
-        """The results viewer's page for the job, to open in a browser."""
-        return _viewer(self.base_url, job_id)
+            await asyncio.sleep(pause)
