@@ -119,6 +119,10 @@ class Settings(BaseSettings):
     webhook_backoff_s: float = Field(1.0, gt=0, description="first retry delay, doubled each try")
     webhook_backoff_max_s: float = Field(60.0, gt=0)
     webhook_timeout_s: float = Field(10.0, gt=0)
+    webhook_per_target: int = Field(
+        2, ge=1, description="deliveries in flight to one scheme://host:port at most"
+    )
+    webhook_concurrency: int = Field(64, ge=1, description="deliveries in flight in all")
 
     # --- operations --------------------------------------------------------------------------
     log_level: str = "info"

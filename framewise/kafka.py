@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import faust
@@ -143,20 +143,26 @@ async def valid_events(
     parse: Callable[[bytes], T],
     what: str,
     max_bytes: int | None = None,
+    on_invalid: Callable[[Any], Awaitable[Any]] | None = None,
 ) -> AsyncIterator[tuple[Any, T]]:
     """Each event of ``stream`` with its parsed value; what does not parse, or is larger than
-    ``max_bytes``, is dead-lettered with the reason, so a bad message never stops the consumer."""
+    ``max_bytes``, is dead-lettered with the reason, so a bad message never stops the consumer
+    (and handed to ``on_invalid``, e.g. to acknowledge it on a stream with manual acks)."""
     async for event in stream.events():
         size = len(event.value or b"")
         if max_bytes is not None and size > max_bytes:
-            await dead_letter(
-                app, spec, event, f"{what} of {size} bytes exceeds the limit of {max_bytes} bytes"
-            )
-            continue
-        try:
-            yield event, parse(event.value)
-        except ValidationError as exc:
-            await dead_letter(app, spec, event, f"invalid {what}: {exc}")
+            reason = f"{what} of {size} bytes exceeds the limit of {max_bytes} bytes"
+        else:
+            try:
+                parsed = parse(event.value)
+            except ValidationError as exc:
+                reason = f"invalid {what}: {exc}"
+            else:
+                yield event, parsed
+                continue
+        await dead_letter(app, spec, event, reason)
+        if on_invalid is not None:
+            await on_invalid(event)
 
 
 async def in_thread(func, *args):

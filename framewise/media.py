@@ -3,6 +3,7 @@ whole video in memory, already scaled to each sampling profile's size."""
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from PIL import Image
 
 from schemas.api import ErrorCode
 from schemas.messages import VideoProbe
@@ -30,13 +32,21 @@ class MediaError(Exception):
         self.message = message
 
 
+def without_path(exc: Exception) -> str:
+    """An FFmpeg error's reason without the file name FFmpeg puts in it (a server path is
+    nobody's business)."""
+    if isinstance(exc, av.error.FFmpegError):
+        return exc.strerror or type(exc).__name__
+    return str(exc)
+
+
 def probe_video(path: Path, max_pixels: int) -> VideoProbe:
     """Open the container and decode its first frame; raise :class:`MediaError` if we can't."""
     try:
         container = av.open(str(path))
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
         raise MediaError(
-            ErrorCode.unsupported_media, f"not a readable video container: {exc}"
+            ErrorCode.unsupported_media, f"not a readable video container: {without_path(exc)}"
         ) from exc
     with container:
         if not container.streams.video:
@@ -56,7 +66,7 @@ def probe_video(path: Path, max_pixels: int) -> VideoProbe:
             ) from None
         except av.error.FFmpegError as exc:
             raise MediaError(
-                ErrorCode.corrupt_media, f"the first frame does not decode: {exc}"
+                ErrorCode.corrupt_media, f"the first frame does not decode: {without_path(exc)}"
             ) from exc
         fps = float(stream.average_rate or stream.guessed_rate or 0) or 25.0
         if stream.duration is not None and stream.time_base is not None:
@@ -220,7 +230,9 @@ def decode_video_segment(
     try:
         container = av.open(str(path))
     except av.error.FFmpegError as exc:
-        raise MediaError(ErrorCode.unsupported_media, f"cannot open the video: {exc}") from exc
+        raise MediaError(
+            ErrorCode.unsupported_media, f"cannot open the video: {without_path(exc)}"
+        ) from exc
     with container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -256,10 +268,23 @@ def decode_video_segment(
                     elif (batch := sampler.add(index, t, image)) is not None:
                         yield batch
         except av.error.FFmpegError as exc:
-            raise MediaError(ErrorCode.corrupt_media, f"decoding failed: {exc}") from exc
+            raise MediaError(
+                ErrorCode.corrupt_media, f"decoding failed: {without_path(exc)}"
+            ) from exc
         for sampler in samplers:
             if (batch := sampler.flush()) is not None:
                 yield batch
+
+
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from an image's header, or ``None`` where Pillow does not know it."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.size
+    except Image.DecompressionBombError:
+        return (1 << 20, 1 << 20)  # far beyond any limit
+    except Exception:
+        return None
 
 
 def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
@@ -267,19 +292,27 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
     if not data:
         raise MediaError(ErrorCode.unsupported_media, "the image is empty")
     array = np.frombuffer(data, dtype=np.uint8)
-    # Read a reduced image first so a decompression bomb is refused before a full decode;
-    # OpenCV itself raises for anything above OPENCV_IO_MAX_IMAGE_PIXELS.
-    try:
-        header = cv2.imdecode(array, cv2.IMREAD_REDUCED_GRAYSCALE_8)
-    except cv2.error as exc:
+    # The size comes from the header (Pillow reads no pixels for it), so a decompression
+    # bomb is refused before any decode; a format Pillow does not know is read reduced 8x
+    # first. OpenCV itself also refuses anything above OPENCV_IO_MAX_IMAGE_PIXELS.
+    size = header_size(data)
+    if size is None:
+        try:
+            reduced = cv2.imdecode(array, cv2.IMREAD_REDUCED_GRAYSCALE_8)
+        except cv2.error as exc:
+            raise MediaError(ErrorCode.unsupported_media, "not a decodable image") from exc
+        if reduced is None:
+            raise MediaError(ErrorCode.unsupported_media, "not a decodable image")
+        size = (reduced.shape[1] * 8, reduced.shape[0] * 8)
+    if size[0] * size[1] > max_pixels:
         raise MediaError(
-            ErrorCode.unsupported_media, "the image exceeds the pixel limit or is not an image"
-        ) from exc
-    if header is None:
-        raise MediaError(ErrorCode.unsupported_media, "not a decodable image")
-    if header.shape[0] * header.shape[1] * 64 > max_pixels:
-        raise MediaError(ErrorCode.unsupported_media, "the image exceeds the pixel limit")
-    image = cv2.imdecode(array, cv2.IMREAD_COLOR)
+            ErrorCode.unsupported_media,
+            f"the image's {size[0]}x{size[1]} pixels exceed the limit of {max_pixels}",
+        )
+    try:
+        image = cv2.imdecode(array, cv2.IMREAD_COLOR)
+    except cv2.error as exc:
+        raise MediaError(ErrorCode.unsupported_media, "the image exceeds the pixel limit") from exc
     if image is None:
         raise MediaError(ErrorCode.corrupt_media, "the image data is corrupt")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

@@ -20,6 +20,7 @@ from schemas.api import AllowlistEnrollRequest, AllowlistIdentity, AllowlistList
 from schemas.messages import AllowlistEnrollment, AllowlistRecord
 from stages.decode.planner import decode_base64_image
 from stages.face.settings import FaceSettings
+from stages.registry import active_stages
 
 
 def allowlist_router(
@@ -55,12 +56,18 @@ def allowlist_router(
         status_code=202,
         response_model=AllowlistIdentity,
         response_model_exclude_none=True,
-        responses=problem_responses(400, 413, 422),
+        responses=problem_responses(400, 409, 413, 422),
         summary="Enroll a person (images of one face) on the allowlist",
     )
     async def enroll(
         body: AllowlistEnrollRequest, response: Response, owner: Owner
     ) -> AllowlistIdentity:
+        if "face" not in active_stages(settings):  # nobody would ever enrol it
+            raise ProblemError(
+                409,
+                "Face analysis is off",
+                "this server runs no face stage (FRAMEWISE_STAGES), so it cannot enrol faces",
+            )
         images = []
         for i, image in enumerate(body.images):
             try:

@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0.0",
         description="Public API for asynchronous image and video analysis.",
         lifespan=lifespan,
+        redirect_slashes=False,  # a 307 would be built from the client's Host header
     )
     app.state.api_keys = ApiKeys(settings.api_key_hashes)
     app.add_middleware(

@@ -33,12 +33,14 @@ from schemas.messages import ImageSource, IngestRequest
 from stages.decode.planner import decode_base64_image
 
 VIDEO_TYPES = ("application/octet-stream", "video/")
+MAX_PROCESSING_TIME_S = 7 * 24 * 3600
 MaxProcessingTime = Annotated[
-    int | None,
+    str | None,
     Header(
         alias="Max-Processing-Time",
-        ge=0,
-        description="seconds; 0: no limit; absent: the server default",
+        pattern=r"^[0-9]{1,7}$",
+        description="whole seconds, digits only, at most 604800 (7 days); 0: no limit; "
+        "absent: the server default",
     ),
 ]
 
@@ -59,8 +61,14 @@ def jobs_router(
                 headers={"Retry-After": str(settings.retry_after_s)},
             )
 
-    def limit_of(header: int | None) -> int:
-        return settings.default_max_processing_time_s if header is None else header
+    def limit_of(header: str | None) -> int:
+        if header is None:
+            return settings.default_max_processing_time_s
+        if int(header) > MAX_PROCESSING_TIME_S:
+            raise ProblemError(
+                400, "Bad Request", f"Max-Processing-Time is at most {MAX_PROCESSING_TIME_S} s"
+            )
+        return int(header)
 
     @router.post(
         "/v1/videos",

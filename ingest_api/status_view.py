@@ -19,6 +19,7 @@ from ingest_api.problems import ProblemError
 
 LATENCY_WINDOW = 200  # recent finished jobs per media type
 OWNER_HEADER = "framewise-owner"  # on the API's `queued` record: which API key made the job
+MAX_JOB_ID = 80  # ours are under 40 characters; longer ids are neither looked up nor echoed
 
 
 class StatusView:
@@ -37,12 +38,16 @@ class StatusView:
     async def find(self, job_id: str, prefix: str, owner: str | None) -> bytes:
         """The body of ``owner``'s job ``job_id``; another key's job is reported exactly like
         one that does not exist (404)."""
-        body = self.jobs.get(job_id) if job_id.startswith(prefix) else None
-        if body is None and job_id.startswith(prefix):
+        plausible = job_id.startswith(prefix) and len(job_id) <= MAX_JOB_ID
+        body = self.jobs.get(job_id) if plausible else None
+        foreign = owner is not None and self.owners.get(job_id, "") not in ("", owner)
+        if plausible and (body is None or foreign):
+            # Another key's job waits like a missing one, so the timing tells nothing.
             await self.caught_up()
             body = self.jobs.get(job_id)
-        if body is None or (owner is not None and self.owners.get(job_id, "") not in ("", owner)):
-            raise ProblemError(404, "Not Found", f"no job {job_id!r}")
+        if body is None or foreign:
+            shown = job_id if len(job_id) <= MAX_JOB_ID else job_id[:MAX_JOB_ID] + "…"
+            raise ProblemError(404, "Not Found", f"no job {shown!r}")
         return body
 
     async def start(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 
+import httpx
 import pytest
 
 pytestmark = pytest.mark.integration
@@ -33,6 +34,7 @@ def test_video_upload_errors(pipeline, media):
             415,
         )
         assert "video" in body["detail"]
+        assert str(pipeline.data_dir) not in body["detail"] and "uploads/" not in body["detail"]
         truncated = (media / "video" / "testvideo.mp4").read_bytes()[:200_000]
         problem(post("/v1/videos", content=truncated, headers={"Content-Type": "video/mp4"}), 415)
         # 8 MiB limit in the test pipeline: refused by Content-Length and by counting a stream.
@@ -46,7 +48,7 @@ def test_video_upload_errors(pipeline, media):
         )
         chunks = (b"0" * (1024 * 1024) for _ in range(9))
         problem(post("/v1/videos", content=chunks, headers={"Content-Type": "video/mp4"}), 413)
-        for bad in ("-1", "1.5", "soon"):
+        for bad in ("-1", "1.5", "soon", "+3", "1e23", " 5", "99999999"):
             problem(
                 post(
                     "/v1/videos",
@@ -134,3 +136,44 @@ def test_unknown_jobs_and_bad_latency_query(pipeline):
         problem(client.get("/v1/latency", params={"media_type": "audio"}), 400)
         image = client.get("/v1/latency", params={"media_type": "image"}).json()
         assert image["unit"] == "image" and set(image) >= {"latency_ms_per_unit", "samples"}
+
+
+def test_small_defects_of_the_api(pipeline, media):
+    """A tiny image is an image; a trailing slash is not redirected through the Host header;
+    a huge job id is not echoed; another key's job and a missing one answer alike."""
+    import cv2
+    import numpy as np
+
+    tiny = base64.b64encode(cv2.imencode(".png", np.full((4, 4, 3), 200, np.uint8))[1]).decode()
+    with pipeline.client() as client:
+        response = client.post(
+            "/v1/images", json={"images": [{"external_id": "t", "data_base64": tiny}]}
+        )
+        assert response.status_code == 202, response.text
+        body = pipeline.wait_job(response.headers["Location"])
+        assert body["items"][0]["status"] == "finished", body
+        slash = client.post("/v1/videos/", content=b"x", headers={"Host": "evil.example"})
+        assert slash.status_code == 404 and "location" not in slash.headers
+        missing = problem(client.get(f"/v1/videos/video_{'A' * 5000}"), 404)
+        assert len(missing["detail"]) < 200
+        enormous = client.get(f"/v1/videos/video_{'A' * 100_000}")
+        assert enormous.status_code in (400, 404, 414) and len(enormous.content) < 1000
+
+
+def test_enrolment_is_refused_where_no_face_stage_runs(pipeline, media):
+    """Without a face stage an enrolment would stay `pending` forever: it is refused at once."""
+    from framewise.broker import free_port, wait_for_port
+
+    port = free_port()
+    pipeline.start(
+        "api", name="faceless-api", FRAMEWISE_API_PORT=str(port), FRAMEWISE_STAGES='["scene"]'
+    )
+    try:
+        wait_for_port("127.0.0.1", port, timeout=60)
+        tom = base64.b64encode((media / "images" / "faces" / "Tom_Hanks_54745.png").read_bytes())
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            body = {"label": "Tom", "images": [{"data_base64": tom.decode()}]}
+            refused = problem(client.post("/v1/allowlist", json=body), 409)
+        assert "face stage" in refused["detail"]
+    finally:
+        pipeline.kill("faceless-api")

@@ -77,3 +77,45 @@ def test_a_faked_timeline_keeps_its_deadline_and_starves_nobody(pipeline, tmp_pa
         assert body["result"]["metadata"]["duration_seconds"] >= 86_400
     assert seen == sorted(seen), seen
     assert pipeline.wait_job(other, timeout=120)["status"] == "finished"
+
+
+def truncated_copy(source, target):
+    """``source`` remuxed with its index first (faststart) and cut in half, as an interrupted
+    upload of such a file is: the header still declares every frame."""
+    import av
+
+    whole = target.with_suffix(".whole.mp4")
+    with (
+        av.open(str(source)) as src,
+        av.open(str(whole), "w", options={"movflags": "faststart"}) as out,
+    ):
+        stream = out.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                out.mux(packet)
+    data = whole.read_bytes()
+    target.write_bytes(data[: len(data) // 2])
+    return target
+
+
+def test_a_truncated_video_is_refused_by_the_plan(tmp_path, test_video):
+    import pytest
+
+    from framewise.media import MediaError
+
+    half = truncated_copy(test_video, tmp_path / "half.mp4")
+    with pytest.raises(MediaError) as refused:
+        plan_of(half, tmp_path)
+    assert refused.value.code == "corrupt_media" and "of the 720 frames" in refused.value.message
+    whole = truncated_copy(test_video, tmp_path / "x.mp4").with_suffix(".whole.mp4")
+    assert plan_of(whole, tmp_path)[0].n_segments == 1  # the same file whole is fine
+
+
+def test_a_truncated_video_fails_with_corrupt_media(pipeline, tmp_path, test_video):
+    from tests.test_pipeline import submit_video
+
+    half = truncated_copy(test_video, tmp_path / "half.mp4")
+    body = pipeline.wait_job(submit_video(pipeline, half), timeout=60)
+    assert body["status"] == "failed" and body["error"]["code"] == "corrupt_media"
+    assert "truncated" in body["error"]["message"]

@@ -192,3 +192,57 @@ def test_a_standard_webhooks_receiver_verifies_our_signature(secret):
     finally:
         server.shutdown()
     assert Verifying.verified == [True] and result.delivered and result.attempts == 1
+
+
+class Hanging(http.server.BaseHTTPRequestHandler):
+    """A receiver that never answers in time."""
+
+    def do_POST(self):
+        time.sleep(3)
+
+    def log_message(self, *args):
+        pass
+
+
+class Quick(Flaky):
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(204)
+        self.end_headers()
+
+
+def test_hanging_receivers_do_not_hold_back_a_live_one():
+    """Eight deliveries to a receiver that hangs are in flight when a ninth, to a live
+    receiver, arrives: it is delivered at once, because a target gets two places at most."""
+    from stages.webhook.scheduler import DeliveryScheduler
+
+    hanging, hanging_port = serve(Hanging)
+    quick, quick_port = serve(Quick)
+    webhooks = WebhookSender(True, 1, backoff_s=0.05, backoff_max_s=0.1, timeout_s=2)
+    done: dict[str, float] = {}
+
+    async def scenario() -> None:
+        scheduler = DeliveryScheduler(per_target=2, total=8, backlog=64)
+        started = time.monotonic()
+
+        def delivery(url: str, name: str):
+            async def run() -> None:
+                await webhooks.deliver(url, name, b"{}", None)
+                done[name] = time.monotonic() - started
+
+            return run
+
+        for i in range(8):
+            url = f"http://127.0.0.1:{hanging_port}/hook"
+            await scheduler.submit(url, delivery(url, f"dead{i}"))
+        live = f"http://127.0.0.1:{quick_port}/hook"
+        await scheduler.submit(live, delivery(live, "live"))
+        await scheduler.drain()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        hanging.shutdown()
+        quick.shutdown()
+    assert done["live"] < 1.0, done
+    assert len(done) == 9 and min(v for k, v in done.items() if k != "live") >= 2.0

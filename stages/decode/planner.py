@@ -14,7 +14,7 @@ from framewise.blobstore import BlobStore
 from framewise.config import Settings
 from framewise.media import MediaError, occupied_segments, probe_video
 from schemas.api import ErrorCode, JobError
-from schemas.messages import DecodeTask, IngestRequest, JobPlanned, SegmentDecoded
+from schemas.messages import DecodeTask, IngestRequest, JobPlanned, SegmentDecoded, VideoProbe
 from stages.registry import enabled_stages
 
 
@@ -32,6 +32,18 @@ def _deadline(request: IngestRequest, submitted_at: datetime) -> float | None:
     if request.max_processing_time_s <= 0:
         return None
     return submitted_at.timestamp() + request.max_processing_time_s
+
+
+def check_complete(probe: VideoProbe, packets: int) -> None:
+    """A file that holds fewer frames than its header declares was cut short (an interrupted
+    upload or copy): it fails as ``corrupt_media`` rather than finish as if it were whole."""
+    declared = probe.frame_count
+    if declared and packets < declared - max(2, declared // 100):
+        raise MediaError(
+            ErrorCode.corrupt_media,
+            f"the video is truncated or damaged: {packets} of the {declared} frames its header "
+            "declares are in the file",
+        )
 
 
 def segment_tasks(
@@ -80,7 +92,8 @@ def plan(
         if not blobs.exists(key):
             raise MediaError(ErrorCode.unsupported_media, f"blob {key!r} is not in the blob store")
         probe = probe_video(blobs.path(key), settings.max_pixels)
-        slots, _ = occupied_segments(blobs.path(key), settings.segment_seconds, deadline)
+        slots, packets = occupied_segments(blobs.path(key), settings.segment_seconds, deadline)
+        check_complete(probe, packets)
         tasks = segment_tasks(key, slots or [0], settings.segment_seconds, common)
         n_segments = len(tasks)
         external_ids: list[str] = []

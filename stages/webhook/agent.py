@@ -11,6 +11,7 @@ from framewise.config import Settings
 from framewise.kafka import dead_letter, make_app, to_bytes, topic, valid_events
 from schemas.messages import WebhookDelivery, WebhookOutcome
 from stages.webhook.delivery import WebhookSender
+from stages.webhook.scheduler import DeliveryScheduler
 
 log = logging.getLogger(__name__)
 
@@ -27,37 +28,55 @@ def build_webhook_app(settings: Settings) -> faust.App:
         timeout_s=settings.webhook_timeout_s,
     )
 
-    # Several deliveries at once, so one slow receiver does not hold back the others.
-    @app.agent(source, name="framewise.webhook", concurrency=8)
+    scheduler = DeliveryScheduler(
+        per_target=settings.webhook_per_target, total=settings.webhook_concurrency, backlog=4096
+    )
+
+    # Deliveries run as tasks, a few per target at most, so receivers that hang cannot hold
+    # back the others; each message is acknowledged (its offset may be committed) only when
+    # its delivery has ended, so a crash redelivers what was in flight.
+    @app.agent(source, name="framewise.webhook")
     async def deliver(stream):
+        manual = stream.noack()
         parse = WebhookDelivery.model_validate_json
         async for event, delivery in valid_events(
-            app, topics.WEBHOOKS, stream, parse, "WebhookDelivery"
+            app, topics.WEBHOOKS, manual, parse, "WebhookDelivery", on_invalid=manual.ack
         ):
-            result = await sender.deliver(
-                delivery.url, delivery.delivery_id, delivery.body.encode(), delivery.secret
+            await scheduler.submit(
+                delivery.url, lambda event=event, delivery=delivery: run(manual, event, delivery)
             )
-            log.info(
-                "webhook %s: delivered=%s attempts=%d",
-                delivery.delivery_id,
-                result.delivered,
-                result.attempts,
+
+    async def run(manual, event, delivery: WebhookDelivery) -> None:
+        try:
+            await deliver_one(event, delivery)
+        finally:
+            await manual.ack(event)
+
+    async def deliver_one(event, delivery: WebhookDelivery) -> None:
+        result = await sender.deliver(
+            delivery.url, delivery.delivery_id, delivery.body.encode(), delivery.secret
+        )
+        log.info(
+            "webhook %s: delivered=%s attempts=%d",
+            delivery.delivery_id,
+            result.delivered,
+            result.attempts,
+        )
+        if not result.delivered:
+            await dead_letter(
+                app,
+                topics.WEBHOOKS,
+                event,
+                f"webhook undeliverable after {result.attempts} attempts: {result.last_error}",
+                value=to_bytes(delivery.model_copy(update={"secret": None})),
             )
-            if not result.delivered:
-                await dead_letter(
-                    app,
-                    topics.WEBHOOKS,
-                    event,
-                    f"webhook undeliverable after {result.attempts} attempts: {result.last_error}",
-                    value=to_bytes(delivery.model_copy(update={"secret": None})),
-                )
-            outcome = WebhookOutcome(
-                job_id=delivery.job_id,
-                delivery_id=delivery.delivery_id,
-                delivered=result.delivered,
-                attempts=result.attempts,
-                last_error=result.last_error,
-            )
-            await job_events.send(key=keys.job_key(delivery.job_id), value=to_bytes(outcome))
+        outcome = WebhookOutcome(
+            job_id=delivery.job_id,
+            delivery_id=delivery.delivery_id,
+            delivered=result.delivered,
+            attempts=result.attempts,
+            last_error=result.last_error,
+        )
+        await job_events.send(key=keys.job_key(delivery.job_id), value=to_bytes(outcome))
 
     return app
