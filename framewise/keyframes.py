@@ -11,23 +11,15 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from framewise import keys
 from framewise.blobstore import BlobStore
 
 SLOTS_PER_SECOND = 2
 MAX_SIDE = 240
-PREFIX = "thumbs"
 
 
 def slot_of(t: float) -> int:
     return int(np.floor(t * SLOTS_PER_SECOND + 1e-6))
-
-
-def video_key(job_id: str, slot: int) -> str:
-    return f"{PREFIX}/{job_id}/{slot:08d}.jpg"
-
-
-def image_key(job_id: str, index: int) -> str:
-    return f"{PREFIX}/{job_id}/item-{index:05d}.jpg"
 
 
 def encode(rgb: np.ndarray) -> bytes:
@@ -45,12 +37,12 @@ def write_video_keyframes(
     for frame, t in zip(frames, times, strict=True):
         slot = slot_of(t)
         if slot not in written:
-            blobs.put_bytes(video_key(job_id, slot), encode(frame))
+            blobs.put_bytes(keys.video_keyframe(job_id, slot), encode(frame))
             written.add(slot)
 
 
 def stored_slots(blobs: BlobStore, job_id: str) -> list[int]:
-    folder = blobs.path(f"{PREFIX}/{job_id}")
+    folder = blobs.path(keys.keyframes_prefix(job_id))
     if not folder.is_dir():
         return []
     return sorted(int(p.stem) for p in folder.glob("*.jpg") if p.stem.isdigit())
@@ -76,5 +68,5 @@ def prune_video_keyframes(blobs: BlobStore, job_id: str, result: dict) -> list[i
     keep = {nearest(slots, t) for t in wanted_times(result)} - {None}
     for slot in slots:
         if slot not in keep:
-            blobs.path(video_key(job_id, slot)).unlink(missing_ok=True)
+            blobs.path(keys.video_keyframe(job_id, slot)).unlink(missing_ok=True)
     return sorted(keep)

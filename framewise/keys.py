@@ -54,6 +54,19 @@ def enrolment_prefix(identity_id: str) -> str:
     return f"allowlist/{identity_id}"
 
 
+def keyframes_prefix(job_id: str) -> str:
+    """The results viewer's keyframes: kept until retention, unlike the frames."""
+    return f"thumbs/{job_id}"
+
+
+def video_keyframe(job_id: str, slot: int) -> str:
+    return f"{keyframes_prefix(job_id)}/{slot:08d}.jpg"
+
+
+def image_thumbnail(job_id: str, index: int) -> str:
+    return f"{keyframes_prefix(job_id)}/item-{index:05d}.jpg"
+
+
 def transient_prefixes(job_id: str) -> tuple[str, str]:
     """The job's upload and frames, deleted as soon as the job ends."""
     return f"uploads/{job_id}", f"frames/{job_id}"

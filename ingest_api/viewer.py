@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query, Response
 from fastapi import Path as PathParameter
 from fastapi.responses import FileResponse
 
-from framewise import keyframes
+from framewise import keyframes, keys
 from framewise.blobstore import BlobStore
 from ingest_api.auth import Owner
 from ingest_api.problems import ProblemError, problem_responses
@@ -50,7 +50,7 @@ def viewer_router(find_job: FindJob, blobs: BlobStore) -> APIRouter:
         slot = keyframes.nearest(keyframes.stored_slots(blobs, job_id), t)
         if slot is None:
             raise ProblemError(404, "Not Found", f"no keyframes are kept for {job_id!r}")
-        return jpeg(keyframes.video_key(job_id, slot))
+        return jpeg(keys.video_keyframe(job_id, slot))
 
     @router.get(
         "/v1/images/{job_id}/items/{index}/thumbnail",
@@ -62,7 +62,7 @@ def viewer_router(find_job: FindJob, blobs: BlobStore) -> APIRouter:
         job_id: str, index: Annotated[int, PathParameter(ge=0, le=4096)], owner: Owner
     ) -> Response:
         await find_job(job_id, "image_batch_", owner)
-        return jpeg(keyframes.image_key(job_id, index))
+        return jpeg(keys.image_thumbnail(job_id, index))
 
     @router.get("/viewer/videos/{job_id}", include_in_schema=False)
     @router.get("/viewer/images/{job_id}", include_in_schema=False)

@@ -123,7 +123,7 @@ def build_decode_app(settings: Settings) -> faust.App:
         data = await in_thread(blobs.get_bytes, task.blob_key)
         image = await in_thread(decode_image, data, settings.max_pixels)
         thumbnail = await in_thread(keyframes.encode, image)
-        blobs.put_bytes(keyframes.image_key(task.job_id, task.segment_index), thumbnail)
+        blobs.put_bytes(keys.image_thumbnail(task.job_id, task.segment_index), thumbnail)
         for name in task.profiles:
             resized = await in_thread(resize_to, image, all_profiles[name].max_side)
             await publish(task, DecodedBatch(name, 0, resized[None], 0, [0], [0.0], rate=0.0))
