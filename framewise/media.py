@@ -297,25 +297,28 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
     # first. OpenCV itself also refuses anything above OPENCV_IO_MAX_IMAGE_PIXELS.
     size = header_size(data)
     if size is None:
-        try:
-            reduced = cv2.imdecode(array, cv2.IMREAD_REDUCED_GRAYSCALE_8)
-        except cv2.error as exc:
-            raise MediaError(ErrorCode.unsupported_media, "not a decodable image") from exc
-        if reduced is None:
-            raise MediaError(ErrorCode.unsupported_media, "not a decodable image")
+        reduced = _imdecode(
+            array, cv2.IMREAD_REDUCED_GRAYSCALE_8, ErrorCode.unsupported_media, "not an image"
+        )
         size = (reduced.shape[1] * 8, reduced.shape[0] * 8)
     if size[0] * size[1] > max_pixels:
         raise MediaError(
             ErrorCode.unsupported_media,
             f"the image's {size[0]}x{size[1]} pixels exceed the limit of {max_pixels}",
         )
-    try:
-        image = cv2.imdecode(array, cv2.IMREAD_COLOR)
-    except cv2.error as exc:
-        raise MediaError(ErrorCode.unsupported_media, "the image exceeds the pixel limit") from exc
-    if image is None:
-        raise MediaError(ErrorCode.corrupt_media, "the image data is corrupt")
+    image = _imdecode(array, cv2.IMREAD_COLOR, ErrorCode.corrupt_media, "corrupt image data")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _imdecode(array: np.ndarray, flags: int, code: ErrorCode, message: str) -> np.ndarray:
+    """OpenCV's decode, with its two ways of failing (an error, or ``None``) as one."""
+    try:
+        image = cv2.imdecode(array, flags)
+    except cv2.error as exc:
+        raise MediaError(code, message) from exc
+    if image is None:
+        raise MediaError(code, message)
+    return image
 
 
 def resize_to(image: np.ndarray, max_side: int) -> np.ndarray:

@@ -177,8 +177,11 @@ class _Polling:
 
 
 class _Base:
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, api_key: str | None, timeout: float, http: type, transport):
         self.base_url = base_url.rstrip("/")
+        self.http = http(
+            base_url=self.base_url, headers=_headers(api_key), timeout=timeout, transport=transport
+        )
 
     def viewer_url(self, job_id: str) -> str:
         """The results viewer's page for the job, to open in a browser."""
@@ -196,10 +199,7 @@ class Client(_Base):
         timeout: float = 60.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        super().__init__(base_url)
-        self.http = httpx.Client(
-            base_url=self.base_url, headers=_headers(api_key), timeout=timeout, transport=transport
-        )
+        super().__init__(base_url, api_key, timeout, httpx.Client, transport)
 
     def __enter__(self) -> Client:
         return self
@@ -266,10 +266,7 @@ class AsyncClient(_Base):
         timeout: float = 60.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        super().__init__(base_url)
-        self.http = httpx.AsyncClient(
-            base_url=self.base_url, headers=_headers(api_key), timeout=timeout, transport=transport
-        )
+        super().__init__(base_url, api_key, timeout, httpx.AsyncClient, transport)
 
     async def __aenter__(self) -> AsyncClient:
         return self
