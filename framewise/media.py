@@ -79,8 +79,8 @@ def probe_video(path: Path, max_pixels: int) -> VideoProbe:
         return VideoProbe(
             duration_seconds=max(duration, (first.time or 0.0) - start),
             fps=fps,
-            width=first.width,
-            height=first.height,
+            width=first.height if quarter_turns(first) % 2 else first.width,
+            height=first.width if quarter_turns(first) % 2 else first.height,
             frame_count=stream.frames or None,
         )
 
@@ -115,6 +115,16 @@ def occupied_segments(
 class PlanningTimeout(MediaError):
     def __init__(self, message: str) -> None:
         super().__init__(ErrorCode.processing_timeout, message)
+
+
+def quarter_turns(frame: av.VideoFrame) -> int:
+    """How many quarter turns counterclockwise show the frame as it is meant to be seen: its
+    display matrix (a phone video stored sideways) says so, as FFmpeg's own players read it."""
+    return round((frame.rotation or 0) / 90) % 4
+
+
+def upright(image: np.ndarray, turns: int) -> np.ndarray:
+    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
 
 
 def scaled_size(width: int, height: int, max_side: int) -> tuple[int, int]:
@@ -262,7 +272,10 @@ def decode_video_segment(
                         sampler.profile.max_side,
                         scaled_size(frame.width, frame.height, sampler.profile.max_side),
                     )
-                    image = frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
+                    image = upright(
+                        frame.to_ndarray(format="rgb24", width=size[0], height=size[1]),
+                        quarter_turns(frame),
+                    )
                     if before_start:
                         sampler.remember_before_start(index, t, image)
                     elif (batch := sampler.add(index, t, image)) is not None:

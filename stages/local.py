@@ -4,12 +4,10 @@ stage's analyzer on its batches, assemble the result as the aggregator would. Th
 
 from __future__ import annotations
 
-import av
-
 from framewise.config import Settings
-from framewise.media import DecodedBatch, decode_video_segment
+from framewise.media import DecodedBatch, decode_video_segment, probe_video
 from schemas.api import VideoResult
-from schemas.messages import FrameBatch, JobState, VideoProbe
+from schemas.messages import FrameBatch, JobState
 from stages.aggregator.assembly import video_result
 from stages.profiles import profiles
 from stages.registry import active_stages, stages
@@ -22,14 +20,7 @@ def run_video_stages(path, settings: Settings) -> VideoResult:
     analyzers = {spec.name: spec.make_analyzer(settings) for spec in specs}
     selected = [profiles(settings)[p] for p in {spec.profile for spec in specs}]
     payloads: dict[str, list] = {spec.name: [] for spec in specs}
-    with av.open(str(path)) as c:
-        s = c.streams.video[0]
-        probe = VideoProbe(
-            duration_seconds=float(s.duration * s.time_base),
-            fps=float(s.average_rate),
-            width=s.width,
-            height=s.height,
-        )
+    probe = probe_video(path, settings.max_pixels)
     for batch in decode_video_segment(path, selected, 0.0, None, 1 << 30):
         message = frame_message(batch, names)
         for spec in specs:

@@ -119,3 +119,40 @@ def test_a_truncated_video_fails_with_corrupt_media(pipeline, tmp_path, test_vid
     body = pipeline.wait_job(submit_video(pipeline, half), timeout=60)
     assert body["status"] == "failed" and body["error"]["code"] == "corrupt_media"
     assert "truncated" in body["error"]["message"]
+
+
+def test_a_video_stored_sideways_is_analysed_upright(tmp_path):
+    """A phone video stored sideways with a 90° display matrix: frames, size and text come
+    out as displayed (the red corner top left, "HELLO WORLD" read)."""
+    import av
+    import cv2
+    import numpy as np
+
+    from framewise.config import Settings
+    from framewise.media import decode_video_segment, probe_video
+    from stages.local import run_video_stages
+    from stages.profiles import profiles
+
+    shown = np.full((240, 640, 3), 255, np.uint8)
+    cv2.putText(shown, "HELLO WORLD", (20, 150), cv2.FONT_HERSHEY_SIMPLEX, 2.5, (0, 0, 0), 6)
+    shown[:40, :40] = (255, 0, 0)
+    path = tmp_path / "sideways.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 240, 640, "yuv420p"
+        stream.set_display_rotation(90)  # shown = the stored frame turned 90° counterclockwise
+        stored = np.ascontiguousarray(np.rot90(shown, -1))
+        for _ in range(20):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(stored, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    probe = probe_video(path, 1 << 30)
+    assert (probe.width, probe.height) == (640, 240)
+    detail = profiles(Settings())["detail"]
+    batch = next(decode_video_segment(path, [detail], 0.0, None, 1 << 30))
+    frame = batch.frames[0]
+    assert frame.shape[:2] == (240, 640)
+    assert frame[:20, :20, 0].mean() > 200 and frame[:20, :20, 1].mean() < 60  # red, top left
+    result = run_video_stages(path, Settings(stages=["ocr"]))
+    assert [r.full_text for r in result.ocr_results] == ["HELLO WORLD"]
