@@ -69,7 +69,10 @@ class Settings(BaseSettings):
     max_active_jobs: int = Field(
         1000, ge=1, description="queued + processing jobs before new ones get 429"
     )
-    retry_after_s: int = Field(5, ge=1, description="Retry-After sent with 429")
+    retry_after_s: int = Field(5, ge=1, description="Retry-After sent with 429 and 503")
+    publish_timeout_s: float = Field(
+        5.0, gt=0, description="a submission the broker has not taken by then gets 503"
+    )
     default_max_processing_time_s: int = Field(
         0, ge=0, description="Max-Processing-Time when the header is absent; 0: no limit"
     )

@@ -25,7 +25,7 @@ from framewise.topic_view import TopicView
 from ingest_api import redaction
 from ingest_api.allowlist import allowlist_router
 from ingest_api.auth import ApiKeys
-from ingest_api.jobs import jobs_router
+from ingest_api.jobs import jobs_router, unavailable
 from ingest_api.operations import operations_router
 from ingest_api.problems import (
     BodySizeLimit,
@@ -34,7 +34,7 @@ from ingest_api.problems import (
     problem_error_handler,
     validation_exception_handler,
 )
-from ingest_api.publisher import Publisher
+from ingest_api.publisher import BrokerUnavailable, Publisher
 from ingest_api.status_view import StatusView
 from ingest_api.viewer import viewer_router
 
@@ -87,8 +87,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(ProblemError, problem_error_handler)
     app.add_exception_handler(HTTPException, http_exception_handler)
     app.add_exception_handler(RequestValidationError, validation_exception_handler)
+
+    async def broker_unavailable(request, exc: Exception):
+        return await problem_error_handler(request, unavailable(settings))
+
+    app.add_exception_handler(BrokerUnavailable, broker_unavailable)
     app.include_router(jobs_router(settings, blobs, view, publisher))
     app.include_router(allowlist_router(settings, blobs, allowlist, allowlist_view, publisher))
     app.include_router(viewer_router(view.find, blobs))
-    app.include_router(operations_router(view))
+    app.include_router(operations_router(view, publisher))
     return app

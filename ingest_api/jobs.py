@@ -18,7 +18,7 @@ from framewise.media import MediaError, probe_video
 from framewise.metrics import JOBS_REFUSED
 from ingest_api.auth import Owner
 from ingest_api.problems import ProblemError, problem_responses
-from ingest_api.publisher import Publisher
+from ingest_api.publisher import BrokerUnavailable, Publisher
 from ingest_api.status_view import StatusView
 from schemas.api import (
     ImageBatchJob,
@@ -51,7 +51,10 @@ def jobs_router(
     router = APIRouter()
 
     def admit() -> None:
-        """Backpressure: refuse work beyond what the pipeline holds, before reading a body."""
+        """Refuse work the pipeline cannot take now, before reading a body: while the broker
+        is unreachable (503), or beyond the queue depth (429)."""
+        if not publisher.broker_ok:
+            raise unavailable(settings)
         if len(view.active) >= settings.max_active_jobs:
             JOBS_REFUSED.inc()
             raise ProblemError(
@@ -60,6 +63,15 @@ def jobs_router(
                 f"{len(view.active)} jobs are queued or processing; retry later",
                 headers={"Retry-After": str(settings.retry_after_s)},
             )
+
+    async def submit(queued: bytes, ingest: IngestRequest, owner: str | None) -> None:
+        """Publish an accepted job; when the broker does not take it, nothing is kept."""
+        try:
+            await publisher.submit(queued, ingest, owner)
+        except BrokerUnavailable as exc:
+            for prefix in keys.transient_prefixes(ingest.job_id):
+                blobs.delete_prefix(prefix)
+            raise unavailable(settings) from exc
 
     def limit_of(header: str | None) -> int:
         if header is None:
@@ -74,7 +86,7 @@ def jobs_router(
         "/v1/videos",
         status_code=202,
         response_model=JobAccepted,
-        responses=problem_responses(400, 413, 415),
+        responses=problem_responses(400, 413, 415, 429, 503),
         summary="Submit a video for analysis",
         openapi_extra={
             "requestBody": {
@@ -134,7 +146,7 @@ def jobs_router(
             submitted_at=now,
             owner=owner,
         )
-        await publisher.submit(to_bytes(queued), ingest, owner)
+        await submit(to_bytes(queued), ingest, owner)
         response.headers["Location"] = f"/v1/videos/{job_id}"
         return JobAccepted(job_id=job_id)
 
@@ -142,7 +154,7 @@ def jobs_router(
         "/v1/images",
         status_code=202,
         response_model=JobAccepted,
-        responses=problem_responses(400, 413, 422),
+        responses=problem_responses(400, 413, 422, 429, 503),
         summary="Submit a batch of base64 images for analysis",
     )
     async def submit_images(
@@ -205,7 +217,7 @@ def jobs_router(
             submitted_at=now,
             owner=owner,
         )
-        await publisher.submit(to_bytes(queued), ingest, owner)
+        await submit(to_bytes(queued), ingest, owner)
         response.headers["Location"] = f"/v1/images/{job_id}"
         return JobAccepted(job_id=job_id)
 
@@ -249,6 +261,15 @@ def jobs_router(
         )
 
     return router
+
+
+def unavailable(settings: Settings) -> ProblemError:
+    return ProblemError(
+        503,
+        "Service Unavailable",
+        "the message broker is unreachable; nothing was accepted, retry later",
+        headers={"Retry-After": str(settings.retry_after_s)},
+    )
 
 
 def _webhook(url: str | None, secret: str | None) -> WebhookConfig | None:

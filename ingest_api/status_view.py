@@ -66,6 +66,8 @@ class StatusView:
             self.owners.pop(job_id, None)
             self._sampled.discard(job_id)
             self._failed.discard(job_id)
+            self.active.discard(job_id)
+        JOBS_ACTIVE.set(len(self.active))
 
     def bodies(self) -> dict[str, dict]:
         out = {}

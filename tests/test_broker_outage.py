@@ -74,9 +74,26 @@ def test_broker_outage_delays_but_loses_nothing(tmp_path, long_video):
         at_cut = httpx.get(f"{base}{location}").json()["status"]
         assert at_cut == "processing", "the outage must fall in the middle of the job"
         time.sleep(5.0)  # every client loses its connections; nothing reaches the broker
+        # The API knows: its health says so, and new work gets a prompt 503 problem.
+        health = httpx.get(f"{base}/healthz", timeout=10)
+        assert health.status_code == 503 and health.json()["broker"] == "unreachable"
+        started = time.monotonic()
+        refused = httpx.post(
+            f"{base}/v1/videos",
+            content=long_video.read_bytes(),
+            headers={"Content-Type": "video/mp4"},
+            timeout=30,
+        )
+        assert refused.status_code == 503 and int(refused.headers["Retry-After"]) > 0
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        assert time.monotonic() - started < 10
         proxy.restore()
         body = wait_for_job(base, location, 180)
         assert body["status"] == "finished", (body, tmp_path)
+        deadline = time.monotonic() + 30
+        while httpx.get(f"{base}/healthz", timeout=10).status_code != 200:
+            assert time.monotonic() < deadline, "the API did not see the broker come back"
+            time.sleep(0.5)
         starts = [round(s["start_seconds"]) for s in body["result"]["raw_scenes"]]
         assert starts == list(range(0, 120, 10))
         assert all(p.poll() is None for p in procs), "a process died during the outage"
