@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 
+from framewise.journal import Journal
 from schemas.messages import AllowlistRecord
 
 log = logging.getLogger(__name__)
@@ -18,7 +19,8 @@ log = logging.getLogger(__name__)
 class AllowlistRecords:
     """Thread-safe: the topic follower writes, request handlers and analyzer threads read."""
 
-    def __init__(self) -> None:
+    def __init__(self, journal: Journal | None = None) -> None:
+        self.journal = journal  # keeps every record durable (embedded broker)
         self._lock = threading.Lock()
         self._records: dict[str, AllowlistRecord] = {}
 
@@ -34,6 +36,8 @@ class AllowlistRecords:
         """Called under the lock after every change; subclasses derive their indexes here."""
 
     def on_record(self, identity_id: str, value: bytes | None, headers: dict[str, bytes]) -> None:
+        if self.journal is not None:
+            self.journal.keep_identity(identity_id, value)
         if value is None:
             self.apply(identity_id, None)
             return

@@ -47,6 +47,12 @@ class Settings(BaseSettings):
         8 * 1024 * 1024, description="larger ingest messages are dead-lettered"
     )
 
+    journal: bool | None = Field(
+        None,
+        description="keep a durable journal of job status, unfinished jobs and the allowlist in "
+        "data_dir and replay it into a fresh broker; unset: on with the embedded broker",
+    )
+
     # --- storage -----------------------------------------------------------------------------
     data_dir: Path = Field(
         Path("~/.framewise").expanduser(),
@@ -166,6 +172,10 @@ class Settings(BaseSettings):
     @property
     def embedded(self) -> bool:
         return self.kafka_bootstrap is None
+
+    @property
+    def journal_enabled(self) -> bool:
+        return self.embedded if self.journal is None else self.journal
 
     def model_path(self, relative: str) -> Path:
         return self.models_dir / relative

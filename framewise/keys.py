@@ -74,6 +74,8 @@ def transient_prefixes(job_id: str) -> tuple[str, str]:
 
 # --- Kafka --------------------------------------------------------------------------------
 
+OWNER_HEADER = "framewise-owner"  # on a job's status records: the API key that made the job
+
 
 def job_key(job_id: str) -> bytes:
     return job_id.encode()

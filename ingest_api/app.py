@@ -19,6 +19,7 @@ from framewise import topics
 from framewise.allowlist_records import AllowlistRecords
 from framewise.blobstore import BlobStore
 from framewise.config import Settings, get_settings
+from framewise.journal import Journal
 from framewise.kafka import ensure_topics
 from framewise.retention import expired_jobs, sweep_blobs
 from framewise.topic_view import TopicView
@@ -43,8 +44,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     redaction.install()
     blobs = BlobStore(settings.data_dir)
-    view = StatusView(settings)
-    allowlist = AllowlistRecords()
+    journal = Journal.of(settings)
+    view = StatusView(settings, journal)
+    allowlist = AllowlistRecords(journal)
     allowlist_view = TopicView(settings, topics.ALLOWLIST.name, allowlist.on_record)
     publisher = Publisher(settings, view)
 

@@ -19,7 +19,7 @@ from framewise import keys, topics
 from framewise.config import Settings
 from framewise.kafka import to_bytes
 from framewise.metrics import JOBS_ACCEPTED
-from ingest_api.status_view import OWNER_HEADER, StatusView
+from ingest_api.status_view import StatusView
 from schemas.messages import AllowlistEnrollment, AllowlistRecord, IngestRequest
 
 log = logging.getLogger(__name__)
@@ -89,9 +89,11 @@ class Publisher:
         """The job's ``queued`` status (with its owner) first, then the ingest request: the
         status view knows a job before any worker does."""
         key = keys.job_key(request.job_id)
+        if self.view.journal is not None:  # kept before it is sent: a restart resubmits it
+            self.view.journal.keep_ingest(request)
         self.view.owners[request.job_id] = owner or ""
         self.view.apply(request.job_id, queued_body)
-        headers = [(OWNER_HEADER, owner.encode())] if owner else None
+        headers = [(keys.OWNER_HEADER, owner.encode())] if owner else None
         try:
             await self.send(topics.JOB_STATUS, key, queued_body, headers)
             await self.send(topics.INGEST, key, to_bytes(request))

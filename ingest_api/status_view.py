@@ -13,17 +13,18 @@ from datetime import datetime
 
 from framewise import keys, topics
 from framewise.config import Settings
+from framewise.journal import Journal
 from framewise.metrics import JOB_SECONDS, JOBS_ACTIVE, JOBS_FINISHED, WEBHOOK_FAILURES
 from framewise.topic_view import TopicView
 from ingest_api.problems import ProblemError
 
 LATENCY_WINDOW = 200  # recent finished jobs per media type
-OWNER_HEADER = "framewise-owner"  # on the API's `queued` record: which API key made the job
 MAX_JOB_ID = 80  # ours are under 40 characters; longer ids are neither looked up nor echoed
 
 
 class StatusView:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, journal: Journal | None = None) -> None:
+        self.journal = journal  # keeps the latest body of every job durable (embedded broker)
         self.jobs: dict[str, bytes] = {}
         self.latency: dict[str, deque[float]] = {
             "video": deque(maxlen=LATENCY_WINDOW),
@@ -67,6 +68,8 @@ class StatusView:
             self._sampled.discard(job_id)
             self._failed.discard(job_id)
             self.active.discard(job_id)
+            if self.journal is not None:
+                self.journal.forget_job(job_id)
         JOBS_ACTIVE.set(len(self.active))
 
     def bodies(self) -> dict[str, dict]:
@@ -79,11 +82,13 @@ class StatusView:
         return out
 
     def _on_record(self, job_id: str, body: bytes | None, headers: dict[str, bytes]) -> None:
-        owner = headers.get(OWNER_HEADER)
+        owner = headers.get(keys.OWNER_HEADER)
         if owner:
             self.owners[job_id] = owner.decode()
         if body:
             self.apply(job_id, body)
+            if self.journal is not None:
+                self.journal.keep_status(job_id, body, self.owners.get(job_id) or None)
 
     def apply(self, job_id: str, body: bytes) -> None:
         self.jobs[job_id] = body

@@ -11,8 +11,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 
-from framewise.config import get_settings
+from framewise.blobstore import BlobStore
+from framewise.broker import start_embedded_broker
+from framewise.config import Settings, get_settings
+from framewise.journal import Journal, replay
+from framewise.kafka import ensure_topics
 from launcher.roles import worker_roles
 
 
@@ -40,16 +45,27 @@ class Supervisor:
             sys.stdout.write(f"{role:>10} | {line}")
             sys.stdout.flush()
 
-    def watch(self) -> None:
+    def watch(self, check: Callable[[], None] = lambda: None) -> None:
+        """Restart children that die; ``check`` runs every second too (the broker's watch)."""
         while not self.stopping:
+            check()
             for role, proc in list(self.children.items()):
                 if proc.poll() is not None and not self.stopping:
                     print(f"{role:>10} | exited with {proc.returncode}; restarting", flush=True)
                     self.start(role, self.commands[role])
             time.sleep(1.0)
 
+    def restart_all(self) -> None:
+        """Every child anew (after the broker they were connected to was replaced)."""
+        self.terminate()
+        for role, command in list(self.commands.items()):
+            self.start(role, command)
+
     def stop(self) -> None:
         self.stopping = True
+        self.terminate()
+
+    def terminate(self) -> None:
         for proc in self.children.values():
             if proc.poll() is None:
                 proc.terminate()
@@ -60,10 +76,22 @@ class Supervisor:
                 proc.kill()
 
 
-def cmd_up(args: argparse.Namespace) -> int:
-    from framewise.broker import start_embedded_broker
-    from framewise.kafka import ensure_topics
+def prepare_broker(settings: Settings) -> None:
+    """Topics, then (embedded broker: it starts empty) the journal replayed into it."""
+    asyncio.run(ensure_topics(settings))
+    journal = Journal.of(settings)
+    if journal is not None:
+        jobs, resumed, identities = asyncio.run(
+            replay(journal, settings, BlobStore(settings.data_dir))
+        )
+        print(
+            f"   journal | replayed {jobs} jobs ({resumed} resumed) and {identities} "
+            "allowlist identities",
+            flush=True,
+        )
 
+
+def cmd_up(args: argparse.Namespace) -> int:
     settings = get_settings()
     env = dict(os.environ)
     broker = None
@@ -71,7 +99,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         broker = start_embedded_broker(settings.embedded_broker_port)
         env.setdefault("FRAMEWISE_FAST_GROUP_TIMEOUTS", "true")
         print(f"    broker | embedded Tansu on {settings.bootstrap} (memory only)", flush=True)
-    asyncio.run(ensure_topics(settings))
+    prepare_broker(settings)
     supervisor = Supervisor(env)
     me = [sys.executable, "-m", "launcher.cli"]
     for role in worker_roles(settings):
@@ -82,12 +110,23 @@ def cmd_up(args: argparse.Namespace) -> int:
         flush=True,
     )
 
+    def watch_broker() -> None:
+        """An embedded broker that died is started again, refilled from the journal, and
+        every process reconnects to it."""
+        nonlocal broker
+        if broker is None or broker.poll() is None or supervisor.stopping:
+            return
+        print(f"    broker | exited with {broker.returncode}; restarting", flush=True)
+        broker = start_embedded_broker(settings.embedded_broker_port)
+        prepare_broker(settings)
+        supervisor.restart_all()
+
     def shutdown(*_: object) -> None:
         supervisor.stopping = True
 
     signal.signal(signal.SIGTERM, shutdown)
     try:
-        supervisor.watch()
+        supervisor.watch(watch_broker)
     except KeyboardInterrupt:
         pass
     finally:

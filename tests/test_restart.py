@@ -1,0 +1,122 @@
+"""A restart of the whole `framewise up` (embedded broker: memory only) loses nothing that was
+accepted: finished jobs stay readable, an interrupted job runs again and finishes, and the
+allowlist is kept, all from the journal in the data directory. A broker that dies under
+`framewise up` is started again and refilled the same way."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from framewise.broker import free_port, wait_for_port
+from tests.conftest import ROOT, upload_video, wait_for_job
+
+pytestmark = pytest.mark.integration
+
+
+def start_up(env: dict[str, str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "launcher.cli", "up"],
+        env=env,
+        cwd=ROOT,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def stop_up(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+def test_a_restart_of_everything_loses_nothing_accepted(tmp_path, media, long_video):
+    api_port = free_port()
+    env = {
+        **os.environ,
+        "FRAMEWISE_EMBEDDED_BROKER_PORT": str(free_port()),
+        "FRAMEWISE_API_PORT": str(api_port),
+        "FRAMEWISE_DATA_DIR": str(tmp_path / "data"),
+        "FRAMEWISE_MODELS_DIR": str(tmp_path / "models"),
+        "FRAMEWISE_PARTITIONS": "2",
+        "FRAMEWISE_STAGES": json.dumps(["scene", "tag", "face"]),
+    }
+    env.pop("FRAMEWISE_KAFKA_BOOTSTRAP", None)
+    base, log = f"http://127.0.0.1:{api_port}", tmp_path / "up.log"
+    kitten = base64.b64encode((media / "images" / "tags" / "kitten_224.png").read_bytes())
+    tom = base64.b64encode((media / "images" / "faces" / "Tom_Hanks_54745.png").read_bytes())
+    up = start_up(env, log)
+    try:
+        wait_for_port("127.0.0.1", api_port, timeout=120)
+        with httpx.Client(base_url=base, timeout=30) as client:
+            done = client.post(
+                "/v1/images",
+                json={"images": [{"external_id": "k", "data_base64": kitten.decode()}]},
+            ).headers["Location"]
+            finished = wait_for_job(base, done, 180)
+            assert finished["status"] == "finished"
+            identity = client.post(
+                "/v1/allowlist", json={"label": "Tom", "images": [{"data_base64": tom.decode()}]}
+            ).headers["Location"]
+            deadline = time.monotonic() + 120
+            while client.get(identity).json()["status"] == "pending":
+                assert time.monotonic() < deadline, "the enrolment did not finish"
+                time.sleep(0.5)
+        interrupted = upload_video(base, long_video)
+        wait_for_job(base, interrupted, 120, until=("processing",))
+    finally:
+        stop_up(up)
+    up = start_up(env, log)
+    try:
+        wait_for_port("127.0.0.1", api_port, timeout=120)
+        with httpx.Client(base_url=base, timeout=30) as client:
+            again = client.get(done)
+            assert again.status_code == 200, log.read_text(errors="replace")[-3000:]
+            assert again.json()["items"] == finished["items"]
+            kept = client.get(identity).json()
+            assert kept["status"] == "enrolled" and kept["label"] == "Tom"
+        body = wait_for_job(base, interrupted, 240)
+        assert body["status"] == "finished", body
+        starts = [round(s["start_seconds"]) for s in body["result"]["raw_scenes"]]
+        assert starts == list(range(0, 120, 10))
+        assert not list((tmp_path / "data" / "frames").glob("*")), "frames were left behind"
+        # The embedded broker dies: `framewise up` starts it again, refills it from the
+        # journal, reconnects every process, and the service works on.
+        broker = subprocess.run(
+            ["pgrep", "-g", str(up.pid), "-f", "tansu"], capture_output=True, text=True
+        ).stdout.split()
+        assert broker, "no embedded broker found"
+        os.kill(int(broker[0]), signal.SIGKILL)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the service did not come back"
+            time.sleep(1.0)
+        with httpx.Client(base_url=base, timeout=30) as client:
+            assert client.get(done).json()["items"] == finished["items"]
+            after = client.post(
+                "/v1/images",
+                json={"images": [{"external_id": "k", "data_base64": kitten.decode()}]},
+            )
+            assert after.status_code == 202, after.text
+        assert wait_for_job(base, after.headers["Location"], 180)["status"] == "finished"
+        assert "broker | exited" in log.read_text(errors="replace")
+    finally:
+        stop_up(up)
