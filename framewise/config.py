@@ -140,6 +140,12 @@ class Settings(BaseSettings):
     stall_timeout_s: float = Field(
         60.0, gt=0, description="an unfinished job without progress this long is reconciled"
     )
+    restart_grace_s: float = Field(
+        15.0,
+        gt=0,
+        description="this long after an aggregator starts, jobs that have not moved since are "
+        "reconciled at once instead of after stall_timeout_s",
+    )
     max_reconciliations: int = Field(
         3, ge=0, description="after this many, a stalled job fails with the reason"
     )

@@ -177,6 +177,11 @@ class Reconcile(Message):
 
     kind: Literal["reconcile"] = "reconcile"
     job_id: str
+    after_restart: bool = Field(
+        False,
+        description="the job has not moved since this aggregator started: reconcile without "
+        "waiting for the stall timeout (events may have been lost in the crash)",
+    )
 
 
 class WebhookOutcome(Message):

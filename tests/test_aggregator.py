@@ -182,3 +182,23 @@ def test_plan_refuses_bad_image_data_per_item(tmp_path):
     assert planned_job.n_segments == 3 and [t.segment_index for t in tasks] == [0]
     assert [f.segment_index for f in failed] == [1, 2]
     assert "data: URI" in failed[0].error.message and "base64" in failed[1].error.message
+
+
+def test_after_a_restart_a_job_that_does_not_move_is_reconciled_at_once(aggregator, clock):
+    """A crash may lose events whose offsets were committed: a restarted aggregator reconciles
+    jobs that have not moved since it started after `restart_grace_s`, not after the stall
+    timeout (60 s here)."""
+    run(aggregator, planned(clock))
+    run(aggregator, DECODED)
+    run(aggregator, CAT)  # segment 1's report was lost in the crash
+    clock.now += 5
+    restarted = Aggregator(
+        aggregator.jobs, aggregator.batches, aggregator.settings, aggregator.blobs, clock=clock
+    )
+    assert not restarted.due()  # within the grace
+    clock.now += restarted.settings.restart_grace_s + 1
+    events = [Reconcile.model_validate_json(s.value) for s in restarted.due()]
+    assert [(e.job_id, e.after_restart) for e in events] == [(JOB, True)]
+    assert not restarted.due()  # once
+    retry = run(restarted, events[0])
+    assert [DecodeTask.model_validate_json(s.value).segment_index for s in retry.sends] == [1]

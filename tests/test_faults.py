@@ -38,6 +38,8 @@ def test_killed_worker_gives_the_undisturbed_result(pipeline, long_video, refere
     results = asyncio.run(read_topic(pipeline.bootstrap, "framewise.results.v1", job_id.encode()))
     assert results, "the result was never published"
     assert all(json.loads(r.value)["result"] == reference["result"] for r in results)
+    time.sleep(2.0)  # decoding that was still running when the job ended stops by itself
+    assert not (pipeline.data_dir / "frames" / job_id).exists(), "frames outlived the job"
 
 
 def test_status_survives_an_api_restart(pipeline, long_video):

@@ -85,6 +85,8 @@ class Aggregator:
         self.blobs = blobs
         self.offload = offload  # runs CPU-heavy finalisers (the worker: off the event loop)
         self.clock = clock
+        self.started_at = clock()
+        self.restart_checked = False
         # Throttles and one-shot timers, by job; dropped when the job is published.
         self.last_status: dict[str, float] = {}
         self.deadline_sent: set[str] = set()
@@ -146,7 +148,7 @@ class Aggregator:
             state.error = assembly.timeout_error()
             return await self._finalise(state)
         if isinstance(event, Reconcile):
-            return await self._reconcile(state)
+            return await self._reconcile(state, event.after_restart)
         return Outcome()
 
     def _webhook_outcome(self, state: JobState | None, event: WebhookOutcome) -> Outcome:
@@ -246,10 +248,11 @@ class Aggregator:
         self.last_status[state.job_id] = time.monotonic()
         return Send(topics.JOB_STATUS, keys.job_key(state.job_id), body)
 
-    async def _reconcile(self, state: JobState) -> Outcome:
+    async def _reconcile(self, state: JobState, after_restart: bool = False) -> Outcome:
         """Work was lost somewhere (a crash between a commit and its effects): decode the
         incomplete segments again; every stage redoes them and duplicates are ignored."""
-        if self.clock() - state.last_progress < self.settings.stall_timeout_s:
+        recent = state.last_progress > (self.started_at if after_restart else 0.0)
+        if recent and self.clock() - state.last_progress < self.settings.stall_timeout_s:
             return Outcome()  # progress since the timer looked
         missing = assembly.incomplete_segments(state)
         if state.reconciliations >= self.settings.max_reconciliations or not missing:
@@ -283,6 +286,13 @@ class Aggregator:
         through the job-events topic, so only the agent's handler changes the tables)."""
         now = self.clock()
         sends = []
+        # Once, a little after this aggregator started: jobs that have not moved since are
+        # reconciled at once rather than after the stall timeout, since a crash may have
+        # lost events whose offsets were committed.
+        check_restart = (
+            not self.restart_checked and now - self.started_at > self.settings.restart_grace_s
+        )
+        self.restart_checked |= check_restart
         for job_id, raw in list(self.jobs.items()):
             if raw is None or raw.get("final_status"):
                 continue
@@ -291,7 +301,13 @@ class Aggregator:
             if deadline is not None and now > deadline and job_id not in self.deadline_sent:
                 self.deadline_sent.add(job_id)
                 sends.append(Send(topics.JOB_EVENTS, key, to_bytes(DeadlinePassed(job_id=job_id))))
-            stalled_since = max(raw.get("last_progress", 0.0), self.reconcile_sent.get(job_id, 0.0))
+            last_progress = raw.get("last_progress", 0.0)
+            if check_restart and last_progress < self.started_at:
+                self.reconcile_sent[job_id] = now
+                event = Reconcile(job_id=job_id, after_restart=True)
+                sends.append(Send(topics.JOB_EVENTS, key, to_bytes(event)))
+                continue
+            stalled_since = max(last_progress, self.reconcile_sent.get(job_id, 0.0))
             if now - stalled_since > self.settings.stall_timeout_s:
                 self.reconcile_sent[job_id] = now
                 sends.append(Send(topics.JOB_EVENTS, key, to_bytes(Reconcile(job_id=job_id))))

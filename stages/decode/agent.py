@@ -103,6 +103,9 @@ def build_decode_app(settings: Settings) -> faust.App:
                 if task.deadline is not None and time.time() > task.deadline:
                     log.info("decode: %s passed its deadline, stopping", task.job_id)
                     break
+                if not blobs.exists(task.blob_key):  # the job ended: its upload is gone
+                    log.info("decode: %s ended, stopping", task.job_id)
+                    break
                 own = batch.context_frames
                 await in_thread(
                     keyframes.write_video_keyframes,
