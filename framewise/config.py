@@ -87,6 +87,12 @@ class Settings(BaseSettings):
     segment_seconds: float = Field(
         60.0, gt=0, description="a video is split into segments decoded by different workers"
     )
+    decode_window: int = Field(
+        2,
+        ge=1,
+        description="segments of one video queued for decoding at once; the next is released "
+        "as one ends, so a long video cannot starve the jobs submitted after it",
+    )
     motion_fps: float = Field(0.0, ge=0, description="motion profile rate (scene); 0: every frame")
     motion_max_side: int = Field(256, ge=32)
     motion_batch_frames: int = Field(64, ge=2)

@@ -136,6 +136,11 @@ class JobPlanned(Message):
     decode_tasks: list[DecodeTask] = Field(
         default_factory=list, description="re-published for segments whose work was lost"
     )
+    released: int | None = Field(
+        None,
+        description="decode tasks published with the plan; the aggregator releases the next one "
+        "as each segment ends (None: all of them)",
+    )
 
 
 class SegmentDecoded(Message):
@@ -263,6 +268,7 @@ class JobState(Message):
     done: dict[str, int] = Field(default_factory=dict)
     published: bool = Field(False, description="the terminal body reached the topics")
     decode_tasks: list[DecodeTask] = Field(default_factory=list)
+    released: int = Field(0, description="decode tasks published so far")
     last_progress: float = Field(0.0, description="unix time of the last change")
     reconciliations: int = 0
     error: JobError | None = None

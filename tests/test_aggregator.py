@@ -202,3 +202,33 @@ def test_after_a_restart_a_job_that_does_not_move_is_reconciled_at_once(aggregat
     assert not restarted.due()  # once
     retry = run(restarted, events[0])
     assert [DecodeTask.model_validate_json(s.value).segment_index for s in retry.sends] == [1]
+
+
+def test_a_long_video_releases_its_segments_a_window_at_a_time(aggregator, clock):
+    """The plan sends two of four decode tasks; each segment that ends releases the next, so
+    a long video never queues all its segments ahead of other jobs."""
+    job = "video_aggregator_window_unit_01"
+    tasks = [
+        DecodeTask(job_id=job, media_type="video", blob_key=f"uploads/{job}/video",
+                   segment_index=i, start_s=60.0 * i, stages=["scene"], profiles=["motion"])
+        for i in range(4)
+    ]  # fmt: skip
+    plan_event = JobPlanned(
+        job_id=job, media_type="video", stages=["scene"], n_segments=4,
+        probe={"duration_seconds": 240.0, "fps": 25.0, "width": 64, "height": 64},
+        submitted_at="2026-11-25T00:00:00Z", decode_tasks=tasks, released=2,
+    )  # fmt: skip
+    run(aggregator, plan_event)
+
+    def released(outcome: Outcome) -> list[int]:
+        return [
+            DecodeTask.model_validate_json(s.value).segment_index
+            for s in outcome.sends
+            if s.topic == topics.DECODE_TASKS
+        ]
+
+    first = SegmentDecoded(job_id=job, segment_index=0, batches={"motion": 1})
+    assert released(run(aggregator, first)) == [2]
+    assert released(run(aggregator, first)) == []  # a redelivery releases nothing
+    assert released(run(aggregator, SegmentDecoded(job_id=job, segment_index=1, batches={}))) == [3]
+    assert assembly.incomplete_segments(aggregator.load(job)) == [0, 2, 3]

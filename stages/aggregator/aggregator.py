@@ -139,9 +139,11 @@ class Aggregator:
             log.warning("event for unknown job %s dropped: %s", job_id, event.kind)
             return Outcome()
         if isinstance(event, SegmentDecoded):
-            if assembly.record_segment(state, event):
-                return await self._changed(state)
-            return Outcome()
+            if not assembly.record_segment(state, event):
+                return Outcome()
+            release = self._release_next(state)
+            changed = await self._changed(state)
+            return Outcome(release + changed.sends, changed.finalised)
         if isinstance(event, BatchResult):
             return await self._batch(state, event)
         if isinstance(event, DeadlinePassed):
@@ -161,6 +163,16 @@ class Aggregator:
         state.final_body = patched.decode()
         self.save(state)
         return Outcome([self._status(state, patched)])
+
+    def _release_next(self, state: JobState) -> list[Send]:
+        """A segment ended: the job's next segment may be decoded (the plan released only a
+        window of them, so jobs take turns at the decoders)."""
+        if state.error is not None or state.released >= len(state.decode_tasks):
+            return []
+        task = state.decode_tasks[state.released]
+        state.released += 1
+        return [Send(topics.DECODE_TASKS, keys.segment_key(task.job_id, task.segment_index),
+                     to_bytes(task))]  # fmt: skip
 
     async def _batch(self, state: JobState, event: BatchResult) -> Outcome:
         if event.stage not in state.stages:

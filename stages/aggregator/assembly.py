@@ -46,6 +46,7 @@ def state_from_plan(planned: JobPlanned) -> JobState:
         submitted_at=planned.submitted_at,
         done={name: 0 for name in planned.stages},
         decode_tasks=planned.decode_tasks,
+        released=len(planned.decode_tasks) if planned.released is None else planned.released,
     )
 
 
@@ -95,7 +96,7 @@ def record_batch(state: JobState, stage: str, segment: int, batch: int) -> bool:
 def incomplete_segments(state: JobState) -> list[int]:
     """Segments not yet reported, or with batches some stage has not reported."""
     missing = []
-    for task in state.decode_tasks:
+    for task in state.decode_tasks[: state.released]:  # the others were never sent
         segment = state.segments.get(str(task.segment_index))
         if segment is None:
             missing.append(task.segment_index)

@@ -63,7 +63,7 @@ def build_decode_app(settings: Settings) -> faust.App:
             await job_events.send(key=key, value=to_bytes(planned))
             for item in failed:
                 await job_events.send(key=key, value=to_bytes(item))
-            for task in tasks:
+            for task in tasks[: planned.released]:  # the rest: released by the aggregator
                 await decode_tasks.send(
                     key=keys.segment_key(task.job_id, task.segment_index), value=to_bytes(task)
                 )

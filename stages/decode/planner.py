@@ -131,5 +131,6 @@ def plan(
         deadline=deadline,
         submitted_at=submitted_at,
         decode_tasks=tasks,
+        released=min(len(tasks), settings.decode_window) if request.media_type == "video" else None,
     )
     return planned, tasks, failed
