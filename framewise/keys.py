@@ -67,6 +67,11 @@ def image_thumbnail(job_id: str, index: int) -> str:
     return f"{keyframes_prefix(job_id)}/item-{index:05d}.jpg"
 
 
+def webhook_attempts(delivery_id: str) -> str:
+    """How many attempts a webhook delivery has made (so a restart continues the count)."""
+    return f"webhooks/{delivery_id}.attempts"
+
+
 def transient_prefixes(job_id: str) -> tuple[str, str]:
     """The job's upload and frames, deleted as soon as the job ends."""
     return f"uploads/{job_id}", f"frames/{job_id}"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from framewise.blobstore import BlobStore
 
-SWEPT_PREFIXES = ("uploads", "frames", "allowlist", "incoming", "thumbs")
+SWEPT_PREFIXES = ("uploads", "frames", "allowlist", "incoming", "thumbs", "webhooks")
 
 
 def sweep_blobs(blobs: BlobStore, max_age_s: float, now: float | None = None) -> list[Path]:

@@ -21,6 +21,7 @@ from framewise.blobstore import BlobStore
 from framewise.config import Settings, get_settings
 from framewise.journal import Journal
 from framewise.kafka import ensure_topics
+from framewise.logs import rate_limit_root
 from framewise.retention import expired_jobs, sweep_blobs
 from framewise.topic_view import TopicView
 from ingest_api import redaction
@@ -43,6 +44,7 @@ from ingest_api.viewer import viewer_router
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     redaction.install()
+    rate_limit_root()
     blobs = BlobStore(settings.data_dir)
     journal = Journal.of(settings)
     view = StatusView(settings, journal)

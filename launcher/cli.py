@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from framewise.config import get_settings
+from framewise.logs import worker_logging_config
 from launcher.analyze import cmd_analyze
 from launcher.roles import build_worker_app
 from launcher.supervisor import cmd_up
@@ -24,7 +25,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from framewise.metrics import serve
 
     serve(settings.metrics_port)
-    Worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
+    Worker(
+        app,
+        loglevel=settings.log_level,
+        quiet=True,
+        logging_config=worker_logging_config(settings.log_level),
+    ).execute_from_commandline()
     return 0
 
 

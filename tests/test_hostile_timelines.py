@@ -6,6 +6,8 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from framewise.blobstore import BlobStore
 from framewise.config import Settings
 from framewise.media import occupied_segments
@@ -100,7 +102,6 @@ def truncated_copy(source, target):
 
 
 def test_a_truncated_video_is_refused_by_the_plan(tmp_path, test_video):
-    import pytest
 
     from framewise.media import MediaError
 
@@ -156,3 +157,41 @@ def test_a_video_stored_sideways_is_analysed_upright(tmp_path):
     assert frame[:20, :20, 0].mean() > 200 and frame[:20, :20, 1].mean() < 60  # red, top left
     result = run_video_stages(path, Settings(stages=["ocr"]))
     assert [r.full_text for r in result.ocr_results] == ["HELLO WORLD"]
+
+
+def test_variable_frame_rate_timing_is_exact(tmp_path):
+    """10 fps for 2 s, a cut, then 30 fps: the cut is at 2.0 s in the shots, and in
+    frame_activity_diffs at index * frame_activity_interval_seconds as the contract reads it;
+    no shot ends past the duration."""
+    import fractions
+
+    import av
+    import numpy as np
+
+    from framewise.config import Settings
+    from stages.local import run_video_stages
+
+    tick = fractions.Fraction(1, 1000)
+    rng = np.random.default_rng(3)
+    shots = [rng.integers(0, 255, (15, 20, 3)).repeat(8, 0).repeat(8, 1) for _ in range(2)]
+    times = [i * 100 for i in range(20)] + [2000 + round(i * 1000 / 30) for i in range(60)]
+    path = tmp_path / "vfr.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        stream.time_base = stream.codec_context.time_base = tick
+        for i, t in enumerate(times):
+            image = np.roll(shots[t >= 2000], i, axis=1).astype(np.uint8)
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = t, tick
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    result = run_video_stages(path, Settings(stages=["scene"]))
+    assert [round(s.start_seconds, 3) for s in result.raw_scenes] == [0.0, 2.0]
+    interval = result.metadata.frame_activity_interval_seconds
+    peak = int(np.argmax(result.frame_activity_diffs))
+    assert abs((peak + 1) * interval - 2.0) <= interval
+    assert len(result.frame_activity_diffs) * interval == pytest.approx(4.0, abs=2 * interval)
+    assert result.raw_scenes[-1].end_seconds <= result.metadata.duration_seconds

@@ -246,3 +246,24 @@ def test_hanging_receivers_do_not_hold_back_a_live_one():
         quick.shutdown()
     assert done["live"] < 1.0, done
     assert len(done) == 9 and min(v for k, v in done.items() if k != "live") >= 2.0
+
+
+def test_attempts_made_before_a_restart_count():
+    """A worker that died after two attempts leaves the count: the next makes only the third,
+    and reports three; with none left, it makes none."""
+    Flaky.calls = -10  # always 500 for this test
+    server, port = serve(Flaky)
+    recorded: list[int] = []
+
+    async def record(attempt: int) -> None:
+        recorded.append(attempt)
+
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        third = asyncio.run(sender(True, attempts=3).deliver(url, "evt", b"{}", None, 2, record))
+        none_left = asyncio.run(sender(True, attempts=3).deliver(url, "evt", b"{}", None, 3))
+    finally:
+        server.shutdown()
+        Flaky.calls = 0
+    assert (third.delivered, third.attempts, recorded) == (False, 3, [3])
+    assert (none_left.delivered, none_left.attempts) == (False, 3)

@@ -153,8 +153,11 @@ def video_result(state: JobState, payloads: Payloads, settings: Settings) -> Vid
             continue
         ordered = [p for _, _, p in sorted(payloads.get(name, []), key=lambda x: x[:2])]
         fields.update(spec.finalize_video(VideoContext(probe, rate, ordered, fields), settings))
+    scenes = fields.get("raw_scenes") or []
     fields["metadata"] = {
-        "duration_seconds": probe.duration_seconds,
+        # never shorter than the shots: a variable-frame-rate file can hold frames past the
+        # duration its container states
+        "duration_seconds": max(probe.duration_seconds, scenes[-1]["end_seconds"] if scenes else 0),
         "fps": probe.fps,
         "width": probe.width,
         "height": probe.height,

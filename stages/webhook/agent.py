@@ -7,6 +7,7 @@ import logging
 import faust
 
 from framewise import keys, topics
+from framewise.blobstore import BlobStore
 from framewise.config import Settings
 from framewise.kafka import dead_letter, make_app, to_bytes, topic, valid_events
 from schemas.messages import WebhookDelivery, WebhookOutcome
@@ -27,6 +28,16 @@ def build_webhook_app(settings: Settings) -> faust.App:
         backoff_max_s=settings.webhook_backoff_max_s,
         timeout_s=settings.webhook_timeout_s,
     )
+
+    # Attempts made per delivery, kept in the shared blob store: a worker that dies mid-way
+    # leaves the count for the next one, so retries and the reported count stay true.
+    blobs = BlobStore(settings.data_dir)
+
+    def attempts_made(delivery_id: str) -> int:
+        try:
+            return int(blobs.get_bytes(keys.webhook_attempts(delivery_id)))
+        except (FileNotFoundError, ValueError):
+            return 0
 
     scheduler = DeliveryScheduler(
         per_target=settings.webhook_per_target, total=settings.webhook_concurrency, backlog=4096
@@ -53,8 +64,16 @@ def build_webhook_app(settings: Settings) -> faust.App:
             await manual.ack(event)
 
     async def deliver_one(event, delivery: WebhookDelivery) -> None:
+        async def count(attempt: int) -> None:
+            blobs.put_bytes(keys.webhook_attempts(delivery.delivery_id), str(attempt).encode())
+
         result = await sender.deliver(
-            delivery.url, delivery.delivery_id, delivery.body.encode(), delivery.secret
+            delivery.url,
+            delivery.delivery_id,
+            delivery.body.encode(),
+            delivery.secret,
+            made=attempts_made(delivery.delivery_id),
+            on_attempt=count,
         )
         log.info(
             "webhook %s: delivered=%s attempts=%d",
@@ -78,5 +97,6 @@ def build_webhook_app(settings: Settings) -> faust.App:
             last_error=result.last_error,
         )
         await job_events.send(key=keys.job_key(delivery.job_id), value=to_bytes(outcome))
+        blobs.path(keys.webhook_attempts(delivery.delivery_id)).unlink(missing_ok=True)
 
     return app

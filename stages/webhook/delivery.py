@@ -20,6 +20,7 @@ import ipaddress
 import random
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -156,10 +157,21 @@ class WebhookSender:
         return False, response.status_code in RETRY_STATUSES, error
 
     async def deliver(
-        self, url: str, delivery_id: str, body: bytes, secret: str | None
+        self,
+        url: str,
+        delivery_id: str,
+        body: bytes,
+        secret: str | None,
+        made: int = 0,
+        on_attempt: Callable[[int], Awaitable[None]] | None = None,
     ) -> DeliveryResult:
-        error = None
-        for attempt in range(1, self.max_attempts + 1):
+        """Attempt until delivered, refused or out of attempts. ``made`` attempts were made
+        before (by a worker that died): they count, in the result and against the limit;
+        ``on_attempt`` records each new one durably first."""
+        error = "no attempts left" if made >= self.max_attempts else None
+        for attempt in range(made + 1, self.max_attempts + 1):
+            if on_attempt is not None:
+                await on_attempt(attempt)
             delivered, retry, error = await self.attempt(url, delivery_id, body, secret)
             if delivered:
                 return DeliveryResult(True, attempt, None)
