@@ -168,3 +168,63 @@ def test_fuzzing_the_openapi_document_finds_no_server_error(pipeline):
 
         check()
     assert failures == []
+
+
+def test_hanging_webhook_receivers_do_not_delay_others(pipeline):
+    """Eight jobs whose webhook target never answers, then one whose target does: its webhook
+    arrives promptly after its job ends (at most two deliveries per target are in flight)."""
+    import http.server
+    import threading
+    import time
+
+    import cv2
+    import numpy as np
+
+    from framewise.broker import free_port
+
+    arrived: list[float] = []
+
+    class Hanging(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            time.sleep(30)
+
+        def log_message(self, *args):
+            pass
+
+    class Live(Hanging):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            arrived.append(time.monotonic())
+            self.send_response(204)
+            self.end_headers()
+
+    servers = []
+    for handler in (Hanging, Live):
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+    hanging, live = (f"http://127.0.0.1:{s.server_address[1]}/hook" for s in servers)
+    tiny = base64.b64encode(cv2.imencode(".png", np.full((8, 8, 3), 90, np.uint8))[1]).decode()
+
+    def submit(url: str) -> str:
+        body = {"images": [{"external_id": "x", "data_base64": tiny}], "webhook": {"url": url}}
+        with pipeline.client() as client:
+            return client.post("/v1/images", json=body).headers["Location"]
+
+    try:
+        stuck = [submit(hanging) for _ in range(8)]
+        for location in stuck:
+            pipeline.wait_job(location)
+        time.sleep(1.0)  # their deliveries are now hanging
+        location = submit(live)
+        pipeline.wait_job(location)
+        ended = time.monotonic()
+        deadline = ended + 20
+        while not arrived and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert arrived, "the live receiver's webhook never arrived"
+        assert arrived[0] - ended < 5.0, f"arrived {arrived[0] - ended:.1f} s after the job ended"
+    finally:
+        for server in servers:
+            server.shutdown()

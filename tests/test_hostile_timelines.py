@@ -122,22 +122,16 @@ def test_a_truncated_video_fails_with_corrupt_media(pipeline, tmp_path, test_vid
     assert "truncated" in body["error"]["message"]
 
 
-def test_a_video_stored_sideways_is_analysed_upright(tmp_path):
-    """A phone video stored sideways with a 90° display matrix: frames, size and text come
-    out as displayed (the red corner top left, "HELLO WORLD" read)."""
+def write_sideways_video(path):
+    """ "HELLO WORLD" with a red corner at the top left, stored turned 90° clockwise with a
+    display matrix that turns it back, as a phone held upright records."""
     import av
     import cv2
     import numpy as np
 
-    from framewise.config import Settings
-    from framewise.media import decode_video_segment, probe_video
-    from stages.local import run_video_stages
-    from stages.profiles import profiles
-
     shown = np.full((240, 640, 3), 255, np.uint8)
     cv2.putText(shown, "HELLO WORLD", (20, 150), cv2.FONT_HERSHEY_SIMPLEX, 2.5, (0, 0, 0), 6)
     shown[:40, :40] = (255, 0, 0)
-    path = tmp_path / "sideways.mp4"
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=10)
         stream.width, stream.height, stream.pix_fmt = 240, 640, "yuv420p"
@@ -148,6 +142,18 @@ def test_a_video_stored_sideways_is_analysed_upright(tmp_path):
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
+    return path
+
+
+def test_a_video_stored_sideways_is_analysed_upright(tmp_path):
+    """A phone video stored sideways with a 90° display matrix: frames, size and text come
+    out as displayed (the red corner top left, "HELLO WORLD" read)."""
+    from framewise.config import Settings
+    from framewise.media import decode_video_segment, probe_video
+    from stages.local import run_video_stages
+    from stages.profiles import profiles
+
+    path = write_sideways_video(tmp_path / "sideways.mp4")
     probe = probe_video(path, 1 << 30)
     assert (probe.width, probe.height) == (640, 240)
     detail = profiles(Settings())["detail"]
@@ -159,23 +165,17 @@ def test_a_video_stored_sideways_is_analysed_upright(tmp_path):
     assert [r.full_text for r in result.ocr_results] == ["HELLO WORLD"]
 
 
-def test_variable_frame_rate_timing_is_exact(tmp_path):
-    """10 fps for 2 s, a cut, then 30 fps: the cut is at 2.0 s in the shots, and in
-    frame_activity_diffs at index * frame_activity_interval_seconds as the contract reads it;
-    no shot ends past the duration."""
+def write_vfr_video(path):
+    """10 fps for 2 s, a hard cut, then 30 fps for 2 s."""
     import fractions
 
     import av
     import numpy as np
 
-    from framewise.config import Settings
-    from stages.local import run_video_stages
-
     tick = fractions.Fraction(1, 1000)
     rng = np.random.default_rng(3)
     shots = [rng.integers(0, 255, (15, 20, 3)).repeat(8, 0).repeat(8, 1) for _ in range(2)]
     times = [i * 100 for i in range(20)] + [2000 + round(i * 1000 / 30) for i in range(60)]
-    path = tmp_path / "vfr.mp4"
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=30)
         stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
@@ -188,10 +188,39 @@ def test_variable_frame_rate_timing_is_exact(tmp_path):
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
-    result = run_video_stages(path, Settings(stages=["scene"]))
-    assert [round(s.start_seconds, 3) for s in result.raw_scenes] == [0.0, 2.0]
-    interval = result.metadata.frame_activity_interval_seconds
-    peak = int(np.argmax(result.frame_activity_diffs))
-    assert abs((peak + 1) * interval - 2.0) <= interval
-    assert len(result.frame_activity_diffs) * interval == pytest.approx(4.0, abs=2 * interval)
-    assert result.raw_scenes[-1].end_seconds <= result.metadata.duration_seconds
+    return path
+
+
+def check_vfr_result(result: dict) -> None:
+    """The cut at 2.0 s in the shots and, as the contract reads it, in the activity; no shot
+    past the duration."""
+    import numpy as np
+
+    assert [round(s["start_seconds"], 3) for s in result["raw_scenes"]] == [0.0, 2.0]
+    interval = result["metadata"]["frame_activity_interval_seconds"]
+    diffs = result["frame_activity_diffs"]
+    assert abs((int(np.argmax(diffs)) + 1) * interval - 2.0) <= interval
+    assert len(diffs) * interval == pytest.approx(4.0, abs=2 * interval)
+    assert result["raw_scenes"][-1]["end_seconds"] <= result["metadata"]["duration_seconds"]
+
+
+def test_variable_frame_rate_timing_is_exact(tmp_path):
+    from framewise.config import Settings
+    from stages.local import run_video_stages
+
+    result = run_video_stages(write_vfr_video(tmp_path / "vfr.mp4"), Settings(stages=["scene"]))
+    check_vfr_result(result.model_dump())
+
+
+def test_rotation_and_variable_frame_rate_through_the_stack(pipeline, tmp_path):
+    """The same sideways and VFR videos submitted to the running service."""
+    from tests.test_pipeline import submit_video
+
+    sideways = pipeline.wait_job(
+        submit_video(pipeline, write_sideways_video(tmp_path / "s.mp4")), timeout=120
+    )
+    meta = sideways["result"]["metadata"]
+    assert (meta["width"], meta["height"]) == (640, 240)
+    assert [r["full_text"] for r in sideways["result"]["ocr_results"]] == ["HELLO WORLD"]
+    vfr = pipeline.wait_job(submit_video(pipeline, write_vfr_video(tmp_path / "v.mp4")), 120)
+    check_vfr_result(vfr["result"])
