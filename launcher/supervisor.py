@@ -20,6 +20,8 @@ from framewise.journal import Journal, replay
 from framewise.kafka import ensure_topics
 from launcher.roles import worker_roles
 
+STOP_GRACE_S = 10.0
+
 
 class Supervisor:
     """Runs child processes with their output prefixed by role; restarts one that dies."""
@@ -66,14 +68,18 @@ class Supervisor:
         self.terminate()
 
     def terminate(self) -> None:
+        """SIGTERM to every child, then SIGKILL to those still there after one shared grace
+        period (not one per child: workers stuck on a dead broker would add up)."""
         for proc in self.children.values():
             if proc.poll() is None:
                 proc.terminate()
+        deadline = time.monotonic() + STOP_GRACE_S
         for proc in self.children.values():
             try:
-                proc.wait(timeout=10)
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait()
 
 
 def prepare_broker(settings: Settings) -> None:
