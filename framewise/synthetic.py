@@ -5,6 +5,7 @@ what a file holds."""
 from __future__ import annotations
 
 import fractions
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -31,16 +32,25 @@ def mpeg4_writer(path: Path, size: tuple[int, int], fps: int, bit_rate: int):
             out.mux(packet)
 
 
-def write_timeline_video(path: Path, frame_times_ms: list[int]) -> None:
-    """An H.264 video of one small frame at each of ``frame_times_ms`` (time base 1/1000): a
-    claimed timeline far longer than what the file holds, as a hostile upload would have."""
+def write_timeline_video(
+    path: Path,
+    frame_times_ms: list[int],
+    image_at: Callable[[int, int], np.ndarray] | None = None,
+) -> None:
+    """An H.264 video of one 160x120 frame at each of ``frame_times_ms`` (time base 1/1000),
+    the ``i``-th frame being ``image_at(i, ms)`` (default: flat grey levels): a claimed
+    timeline far longer than the file holds, or a variable frame rate."""
     tick = fractions.Fraction(1, 1000)
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=30)
         stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
         stream.time_base = stream.codec_context.time_base = tick
         for i, pts in enumerate(frame_times_ms):
-            image = np.full((120, 160, 3), (60 + 120 * i) % 256, np.uint8)
+            image = (
+                image_at(i, pts)
+                if image_at is not None
+                else np.full((120, 160, 3), (60 + 120 * i) % 256, np.uint8)
+            )
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
             frame.pts, frame.time_base = pts, tick
             for packet in stream.encode(frame):

@@ -167,27 +167,14 @@ def test_a_video_stored_sideways_is_analysed_upright(tmp_path):
 
 def write_vfr_video(path):
     """10 fps for 2 s, a hard cut, then 30 fps for 2 s."""
-    import fractions
-
-    import av
     import numpy as np
 
-    tick = fractions.Fraction(1, 1000)
     rng = np.random.default_rng(3)
     shots = [rng.integers(0, 255, (15, 20, 3)).repeat(8, 0).repeat(8, 1) for _ in range(2)]
     times = [i * 100 for i in range(20)] + [2000 + round(i * 1000 / 30) for i in range(60)]
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=30)
-        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
-        stream.time_base = stream.codec_context.time_base = tick
-        for i, t in enumerate(times):
-            image = np.roll(shots[t >= 2000], i, axis=1).astype(np.uint8)
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts, frame.time_base = t, tick
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+    write_timeline_video(
+        path, times, lambda i, ms: np.roll(shots[ms >= 2000], i, axis=1).astype(np.uint8)
+    )
     return path
 
 
