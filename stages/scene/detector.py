@@ -5,17 +5,25 @@ decision, which needs the whole timeline, runs once on compact per-frame numbers
 
 1. :func:`frame_features` (per batch, context frames first) measures for each frame
    ``activity`` (mean absolute HSV difference to the previous frame, 0..1), ``luma`` (mean
-   brightness 0..255), ``flash_gap`` (HSV difference to the frame ``FLASH_SPAN`` back) and
-   ``drift`` (HSV-histogram distance to the frame about half a second back).
-2. :class:`ShotDetector` finds boundaries of three kinds and merges those that are too close:
+   brightness 0..255), ``flash_gap`` (HSV difference to the frame ``FLASH_SPAN`` back),
+   ``drift`` (HSV-histogram distance to the frame about half a second back), ``flat`` (share
+   of the picture within a few levels of its median colour: 1 for a flat colour), ``sharpness``
+   (mean absolute Laplacian, which motion blur lowers) and ``spread`` (share of pixels that
+   changed a lot since the previous frame: a moving edge in a wipe).
+2. :class:`ShotDetector` finds boundaries of four kinds and merges those that are too close:
 
-   * **hard cut**: ``activity`` above an absolute floor *and* several times the activity of
-     its neighbours (so camera motion, which raises every neighbour, does not count), unless
-     the picture ``FLASH_SPAN`` frames apart is the same on both sides of the spike (a flash);
-   * **fade to/from black**: where a run of black frames (``luma`` under a level) starts or ends;
-   * **dissolve**: a sustained rise of ``drift`` (colour content changing over half a second)
-     that no cut or fade explains; the boundary is the middle of the rise. A pan keeps the
-     colour histogram, so it does not trigger this.
+   * **cut**: ``activity`` above an absolute floor *and* several times the median activity
+     of its neighbours (camera motion raises every neighbour), unless it starts or ends a
+     flash (1-3 frames brighter than either side, or a picture that comes back);
+   * **fade**: where a run of flat frames (black, white or any colour) starts or ends (a
+     ``cut`` where the picture jumped to or from the flat colour in one frame);
+   * **dissolve** and **wipe**: a sustained rise of ``drift`` that no cut or fade explains,
+     unless it is a whip pan or a fast zoom (much more motion than either side *and* a
+     blurred picture); the boundary is the middle of the rise, and the kind is ``wipe``
+     where the change ran along an edge (``spread`` above its surroundings).
+
+Every boundary keeps its kind and a confidence in 0..1 (0.5 at the threshold that admitted
+it), for sections and thumbnails; the public result has only the shots.
 """
 
 from __future__ import annotations
@@ -27,6 +35,8 @@ import numpy as np
 
 FLASH_SPAN = 4  # frames; a flash shorter than this is not a cut
 HIST_BINS = (16, 4, 4)
+FLAT_TOLERANCE = 6  # levels from the median colour that still count as the flat colour
+SPREAD_LEVEL = 40  # grey levels of change that make a pixel count in ``spread``
 
 
 def drift_span(rate: float) -> int:
@@ -44,6 +54,9 @@ class SceneFeatures:
     luma: list[float]
     flash_gap: list[float]
     drift: list[float]
+    flat: list[float]
+    sharpness: list[float]
+    spread: list[float]
 
     def to_payload(self) -> dict:
         """JSON-ready: ``nan`` becomes ``None``."""
@@ -57,9 +70,8 @@ class SceneFeatures:
                 merged[key].extend(float("nan") if v is None else v for v in payload[key])
         return cls(**merged)
 
-
-def _hsv(frames: np.ndarray) -> np.ndarray:
-    return np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2HSV) for f in frames])
+    def array(self, name: str) -> np.ndarray:
+        return np.asarray(getattr(self, name), dtype=float)
 
 
 def _histogram(hsv: np.ndarray) -> np.ndarray:
@@ -69,7 +81,21 @@ def _histogram(hsv: np.ndarray) -> np.ndarray:
 
 
 def _mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
-    return float(cv2.absdiff(a, b).mean() / 255.0)
+    """Mean HSV change, 0..1. Hue counts as much as the pixels' colourfulness (and saturation
+    as much as their brightness): in dark or grey pixels both are codec noise, which flickers
+    at every key frame of dark footage."""
+    diff = cv2.absdiff(a, b).astype(np.float32)
+    hue = np.minimum(diff[..., 0], 180.0 - diff[..., 0]) * (255.0 / 90.0)
+    value = np.minimum(a[..., 2], b[..., 2]).astype(np.float32) / 255.0
+    colour = np.minimum(np.minimum(a[..., 1], b[..., 1]).astype(np.float32) / 255.0, value)
+    return float((hue * colour + diff[..., 1] * value + diff[..., 2]).mean() / (3 * 255.0))
+
+
+def _flatness(frame: np.ndarray) -> float:
+    """Share of a 64x36 thumbnail within ``FLAT_TOLERANCE`` of its median colour."""
+    thumb = cv2.resize(frame, (64, 36), interpolation=cv2.INTER_AREA).reshape(-1, 3)
+    deviation = np.abs(thumb.astype(np.int16) - np.median(thumb, axis=0).astype(np.int16))
+    return float((deviation.max(axis=1) <= FLAT_TOLERANCE).mean())
 
 
 def frame_features(
@@ -80,21 +106,27 @@ def frame_features(
     rate: float,
 ) -> SceneFeatures:
     """Features of ``frames[context_frames:]``; the leading context frames are only compared to."""
-    hsv = _hsv(frames)
+    hsv = [cv2.cvtColor(f, cv2.COLOR_RGB2HSV) for f in frames]
+    grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
     hists = [_histogram(h) for h in hsv]
     span = drift_span(rate)
     nan = float("nan")
-    out = SceneFeatures([], [], [], [], [], [])
+    out = SceneFeatures(*([] for _ in SceneFeatures.__dataclass_fields__))
     for i in range(context_frames, len(frames)):
         out.frame_indices.append(frame_indices[i])
         out.timestamps.append(timestamps[i])
         out.activity.append(_mean_abs_diff(hsv[i], hsv[i - 1]) if i >= 1 else nan)
-        out.luma.append(float(frames[i].mean()))
+        out.luma.append(float(grey[i].mean()))
         out.flash_gap.append(
             _mean_abs_diff(hsv[i], hsv[i - FLASH_SPAN]) if i >= FLASH_SPAN else nan
         )
         out.drift.append(
             float(0.5 * np.abs(hists[i] - hists[i - span]).sum()) if i >= span else nan
+        )
+        out.flat.append(_flatness(frames[i]))
+        out.sharpness.append(float(np.abs(cv2.Laplacian(grey[i], cv2.CV_16S)).mean() / 255.0))
+        out.spread.append(
+            float((cv2.absdiff(grey[i], grey[i - 1]) > SPREAD_LEVEL).mean()) if i >= 1 else nan
         )
     return out
 
@@ -106,88 +138,159 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
 
 
+def _confidence(margin: float) -> float:
+    """0.5 where a measure just met its threshold (``margin`` 1), 1.0 from twice it."""
+    return round(float(min(1.0, 0.5 * margin)), 3)
+
+
+def _median(values: np.ndarray) -> float:
+    """Median ignoring ``nan``; ``nan`` where nothing is left."""
+    values = values[~np.isnan(values)]
+    return float(np.median(values)) if values.size else float("nan")
+
+
+def _around(values: np.ndarray, i: int, j: int, width: int) -> float:
+    """Median of ``values`` in the ``width`` frames either side of ``[i, j)``."""
+    return _median(np.concatenate([values[max(0, i - width) : i], values[j : j + width]]))
+
+
 @dataclass(frozen=True)
 class Boundary:
-    frame: int  # position in the feature arrays
-    kind: str  # "cut", "fade", "dissolve"
-
-
-_PRIORITY = {"cut": 0, "fade": 1, "dissolve": 2}
+    frame: int  # position in the feature arrays: the first frame of the new shot
+    kind: str  # "cut", "fade", "dissolve", "wipe"
+    confidence: float = 1.0
 
 
 @dataclass
 class ShotDetector:
     """Turns a video's :class:`SceneFeatures` into shot boundaries. Thresholds in ``docs/``."""
 
-    cut_min_activity: float = 0.06
+    cut_min_activity: float = 0.03
     cut_neighbour_ratio: float = 3.0
     cut_window: int = 2
     flash_return_ratio: float = 0.5
-    black_level: float = 12.0
-    min_black_seconds: float = 0.1
-    dissolve_drift: float = 0.3
-    dissolve_peak: float = 0.45
+    flash_luma: float = 30.0
+    black_level: float = 4.0
+    flat_share: float = 0.9
+    min_flat_seconds: float = 0.1
+    dissolve_drift: float = 0.2
+    dissolve_peak: float = 0.27
+    dissolve_contrast: float = 2.0
+    whip_motion_ratio: float = 3.0
+    whip_blur_ratio: float = 0.6
+    wipe_spread: float = 0.02
     min_scene_seconds: float = 0.3
 
     def boundaries(self, f: SceneFeatures, rate: float) -> list[Boundary]:
-        activity = np.asarray(f.activity, dtype=float)
-        found = self._cuts(activity, np.asarray(f.flash_gap, dtype=float))
-        found += self._fades(np.asarray(f.luma, dtype=float), rate)
-        found += self._dissolves(np.asarray(f.drift, dtype=float), rate, found)
-        return self._merge(found, max(1, round(self.min_scene_seconds * rate)))
+        activity, luma = f.array("activity"), f.array("luma")
+        flat_ends = self._flat_ends(luma, f.array("flat"), rate)
+        cuts = self._cuts(activity, f.array("flash_gap"), luma)
+        gradual = self._gradual(f, rate, flat_ends + cuts)
+        # A flat run's ends come first: they are where a cut to black or a fade really is
+        return self._merge([flat_ends, cuts, gradual], round(self.min_scene_seconds * rate))
 
-    def _cuts(self, activity: np.ndarray, flash_gap: np.ndarray) -> list[Boundary]:
+    def _flash_frames(self, luma: np.ndarray) -> np.ndarray:
+        """Frames in a run of 1..FLASH_SPAN-1 frames brighter than the frames either side."""
+        n = len(luma)
+        flash = np.zeros(n, dtype=bool)
+        for length in range(1, FLASH_SPAN):
+            for s in range(1, n - length):
+                inside = luma[s : s + length].min()
+                if inside >= max(luma[s - 1], luma[s + length]) + self.flash_luma:
+                    flash[s : s + length] = True
+        return flash
+
+    def _cuts(
+        self, activity: np.ndarray, flash_gap: np.ndarray, luma: np.ndarray
+    ) -> list[Boundary]:
         cuts = []
         n = len(activity)
+        flash = self._flash_frames(luma)
         for i in range(1, n):
             a = activity[i]
-            if not a >= self.cut_min_activity:
+            # dark pictures change less in absolute terms: the floor falls with brightness
+            floor = self.cut_min_activity * np.clip(max(luma[i], luma[i - 1]) / 128, 0.15, 1.0)
+            if not a >= floor:
                 continue
             lo, hi = max(0, i - self.cut_window), min(n, i + self.cut_window + 1)
-            neighbours = np.concatenate([activity[lo:i], activity[i + 1 : hi]])
-            neighbours = neighbours[~np.isnan(neighbours)]
-            if neighbours.size and a < self.cut_neighbour_ratio * neighbours.mean():
+            local = np.nan_to_num(_median(np.concatenate([activity[lo:i], activity[i + 1 : hi]])))
+            if a < self.cut_neighbour_ratio * local:
                 continue
-            # A flash: the picture FLASH_SPAN frames after the spike is back to the one before
-            # it (the flash's start), or this frame is back to one FLASH_SPAN before (its end).
+            # A flash: the spike starts or ends a run of bright frames, or the picture
+            # FLASH_SPAN frames after the spike is back to the one before it (the flash's
+            # start), or this frame is back to one FLASH_SPAN before (its end).
             after = i - 1 + FLASH_SPAN  # flash_gap[after] compares frame i-1+SPAN with i-1
             returns_later = after < n and flash_gap[after] < self.flash_return_ratio * a
             returned_now = flash_gap[i] < self.flash_return_ratio * a
-            if returns_later or returned_now:
+            if flash[i] or flash[i - 1] or returns_later or returned_now:
                 continue
-            cuts.append(Boundary(i, "cut"))
+            margin = min(a / floor, a / max(self.cut_neighbour_ratio * local, 1e-6))
+            cuts.append(Boundary(i, "cut", _confidence(margin)))
         return cuts
 
-    def _fades(self, luma: np.ndarray, rate: float) -> list[Boundary]:
-        min_run = max(2, round(self.min_black_seconds * rate))
-        fades = []
-        for i, j in _runs(luma < self.black_level):
-            if j - i >= min_run:
-                if i > 0:
-                    fades.append(Boundary(i, "fade"))
-                if j < len(luma):
-                    fades.append(Boundary(j, "fade"))
-        return fades
+    def _flat_ends(self, luma: np.ndarray, flat: np.ndarray, rate: float) -> list[Boundary]:
+        """Both ends of every run of flat frames (longer than a flash): a ``cut`` where the
+        brightness jumped there in one frame, else a ``fade``."""
+        min_run = max(FLASH_SPAN, round(self.min_flat_seconds * rate))
+        n = len(luma)
+        ends = []
 
-    def _dissolves(
-        self, drift: np.ndarray, rate: float, explained: list[Boundary]
-    ) -> list[Boundary]:
+        def kind(inside: int, outside: int, far: int) -> str:
+            step, total = abs(luma[inside] - luma[outside]), abs(luma[inside] - luma[far])
+            return "cut" if step >= 0.6 * total else "fade"
+
+        for i, j in _runs((luma < self.black_level) | (flat >= self.flat_share)):
+            if j - i >= min_run:
+                confidence = _confidence((j - i) / min_run)
+                if i > 0:
+                    ends.append(Boundary(i, kind(i, i - 1, max(0, i - FLASH_SPAN)), confidence))
+                if j < n:
+                    ends.append(
+                        Boundary(j, kind(j - 1, j, min(n - 1, j - 1 + FLASH_SPAN)), confidence)
+                    )
+        return ends
+
+    def _gradual(self, f: SceneFeatures, rate: float, explained: list[Boundary]) -> list[Boundary]:
         span = drift_span(rate)
-        dissolves = []
+        drift, activity = f.array("drift"), f.array("activity")
+        sharpness, spread = f.array("sharpness"), f.array("spread")
+        found = []
         for i, j in _runs(np.nan_to_num(drift, nan=0.0) >= self.dissolve_drift):
             run = drift[i:j]
-            explained_here = any(i - 2 <= b.frame <= j + 1 for b in explained)
-            if j - i >= span // 2 and np.nanmax(run) >= self.dissolve_peak and not explained_here:
-                peak = i + int(np.nanargmax(run))
-                dissolves.append(Boundary(max(i, peak - span // 2), "dissolve"))
-        return dissolves
+            if j - i < span // 2 or np.nanmax(run) < self.dissolve_peak:
+                continue
+            if any(i - 2 <= b.frame <= j + 1 for b in explained):
+                continue
+            baseline = _around(drift, i, j, 2 * span)
+            if not np.nanmax(run) >= self.dissolve_contrast * baseline:
+                continue  # colours drift as much around it (or nothing is around): a long pan
+            lo = max(0, i - span)  # the change itself starts up to one span before the run
+            motion = np.nanpercentile(activity[lo:j], 90)
+            calm = _around(activity, lo, j, span)
+            sides = [_median(sharpness[max(0, lo - span) : lo]), _median(sharpness[j : j + span])]
+            blur = np.nanmin(sharpness[lo:j]) / max(np.nan_to_num(sides).max(), 1e-6)
+            if motion > self.whip_motion_ratio * calm and blur < self.whip_blur_ratio:
+                continue  # a whip pan or a fast zoom: the camera moved, the shot did not end
+            edge = np.nanpercentile(spread[lo:j], 75) - _around(spread, lo, j, span)
+            peak = i + int(np.nanargmax(run))
+            found.append(
+                Boundary(
+                    max(i, peak - span // 2),
+                    "wipe" if edge >= self.wipe_spread else "dissolve",
+                    _confidence(float(np.nanmax(run)) / self.dissolve_peak),
+                )
+            )
+        return found
 
     @staticmethod
-    def _merge(found: list[Boundary], min_gap: int) -> list[Boundary]:
+    def _merge(by_priority: list[list[Boundary]], min_gap: int) -> list[Boundary]:
+        """Boundaries closer than ``min_gap`` frames are one: the first list's, then the
+        earliest."""
         kept: list[Boundary] = []
-        for b in sorted(found, key=lambda b: (_PRIORITY[b.kind], b.frame)):
-            if b.frame > 0 and all(abs(b.frame - k.frame) >= min_gap for k in kept):
-                kept.append(b)
+        for found in by_priority:
+            for b in sorted(found, key=lambda b: b.frame):
+                if b.frame > 0 and all(abs(b.frame - k.frame) >= max(1, min_gap) for k in kept):
+                    kept.append(b)
         return sorted(kept, key=lambda b: b.frame)
 
 
