@@ -73,12 +73,15 @@ def cmd_models(args: argparse.Namespace) -> int:
     from stages.face.packs import PACKS, make_pack
     from stages.face.settings import FaceSettings
     from stages.registry import active_stages, stages
+    from stages.scene.convert import install_transnetv2
     from stages.tag.convert import install_default_classifier
 
     settings = get_settings()
     if args.action == "install":
         target = install_default_classifier(settings.builtin_models_dir, force=args.force)
         print(f"default classifier: {target}")
+        target = install_transnetv2(settings.builtin_models_dir, force=args.force)
+        print(f"learned shot detector (FRAMEWISE_SCENE_DETECTOR=transnetv2): {target}")
     if args.action == "fetch":
         if not args.pack or not args.sha256:
             raise SystemExit("framewise models fetch PACK --sha256 HEX [--url URL]")

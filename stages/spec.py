@@ -41,6 +41,11 @@ class VideoContext:
         scenes = [(s["start_seconds"], s["end_seconds"]) for s in self.result.get("raw_scenes", [])]
         return scenes or [(0.0, self.probe.duration_seconds)]
 
+    def shot_boundaries(self) -> list[dict[str, Any]]:
+        """How each shot after the first began: ``seconds``, ``kind`` (cut, fade, dissolve,
+        wipe) and ``confidence``, from the scene stage (internal, not in the public body)."""
+        return list(self.result.get("_shot_boundaries", []))
+
 
 @dataclass(frozen=True)
 class StageSpec:

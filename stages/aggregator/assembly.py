@@ -154,6 +154,8 @@ def video_result(state: JobState, payloads: Payloads, settings: Settings) -> Vid
         ordered = [p for _, _, p in sorted(payloads.get(name, []), key=lambda x: x[:2])]
         fields.update(spec.finalize_video(VideoContext(probe, rate, ordered, fields), settings))
     scenes = fields.get("raw_scenes") or []
+    for internal in [k for k in fields if k.startswith("_")]:
+        del fields[internal]  # shared between finalisers only, never in the public body
     fields["metadata"] = {
         # never shorter than the shots: a variable-frame-rate file can hold frames past the
         # duration its container states

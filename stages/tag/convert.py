@@ -60,6 +60,7 @@ def convert_efficientnet_lite0(out_dir: Path) -> Path:
             opset_version=17,
             dynamo=False,
         )
+    os.chmod(tmp.name, 0o644)  # readable by every worker, as a package file would be
     os.replace(tmp.name, target)
     write_labels(out_dir / LITE0.labels)
     log.info("converted EfficientNet-Lite0 to %s", target)
