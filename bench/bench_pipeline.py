@@ -9,6 +9,10 @@ ratio against a baseline measured in the same run on the same video.
   raw PyAV decode loop that only decodes;
 * scene: decode + scene features + shot detection vs PySceneDetect's ContentDetector (which
   also decodes);
+* shots: the shot detectors on the same video, frames per second of the scene stage's
+  analyzer with the rules and with TransNetV2 (decode excluded; its cost per frame) against
+  PySceneDetect's AdaptiveDetector on frames decoded in advance, and each detector's score on
+  the synthetic edit suite (``framewise/edits.py``: boundaries found, missed, false);
 * memory: peak traced allocations of decode + scene features on a synthetic video 1x and 4x
   as long (flat means the ratio stays near 1);
 * OCR: the OCR stage's analyzer (PP-OCR + language per line) vs rapidocr called directly with
@@ -42,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 from framewise.blobstore import BlobStore  # noqa: E402
 from framewise.broker import free_port, wait_for_port  # noqa: E402
 from framewise.config import Settings  # noqa: E402
-from framewise.media import decode_video_segment  # noqa: E402
+from framewise.media import decode_video_segment, probe_video  # noqa: E402
 from framewise.synthetic import write_cut_video, write_image_video  # noqa: E402
 from ingest_api.client import Client  # noqa: E402
 from schemas.messages import FrameBatch  # noqa: E402
@@ -95,6 +99,102 @@ def pyscenedetect(path: Path) -> int:
     from scenedetect import ContentDetector, detect
 
     return len(detect(str(path), ContentDetector()))
+
+
+def bench_shots(video: Path, media: Path) -> None:
+    from scenedetect import AdaptiveDetector
+
+    from framewise.edits import edit_suite, photos, score
+    from stages.scene import transnet
+    from stages.scene.settings import SceneSettings
+    from stages.scene.stage import SceneAnalyzer, finalize_video
+    from stages.spec import VideoContext
+
+    def analyzers():
+        yield "rules", Settings(stages=["scene"])
+        learned = Settings(stages=["scene"]).with_groups(SceneSettings(detector="transnetv2"))
+        if transnet.model_path(learned).is_file():
+            yield "transnetv2", learned
+        else:
+            print("shots    transnetv2 skipped: run `framewise models install`")
+
+    # every detector gets the motion profile's frames (256 px, as PySceneDetect's own
+    # downscaling would give it), decoded in advance: the numbers are the detectors alone
+    motion = profiles(Settings())["motion"]
+    frames = [
+        frame
+        for b in decode_video_segment(video, [motion], 0.0, None, 1 << 30)
+        for frame in b.frames[b.context_frames :]
+    ]
+    detector = AdaptiveDetector()
+    start = time.perf_counter()
+    cuts = [
+        c for n, frame in enumerate(frames) for c in detector.process_frame(n, frame[..., ::-1])
+    ]
+    t_peer = time.perf_counter() - start
+    print(
+        f"shots    PySceneDetect Adaptive {len(frames) / t_peer:8.1f} frames/s  "
+        f"{len(cuts) + 1} shots"
+    )
+    suite = edit_suite(photos(media))
+    totals = [0, 0, 0]
+    for edit in suite:
+        peer = AdaptiveDetector()
+        starts = [c for n, f in enumerate(edit.frames) for c in peer.process_frame(n, f[..., ::-1])]
+        scored = score(edit.windows, starts)
+        totals = [totals[0] + scored.found, totals[1] + scored.missed, totals[2] + scored.false]
+    print(
+        f"shots    PySceneDetect Adaptive edit suite: {totals[0]} found, {totals[1]} missed, "
+        f"{totals[2]} false"
+    )
+    for name, settings in analyzers():
+        analyzer = SceneAnalyzer(settings)
+        batches = [
+            (b.frames, frame_message(b, ["scene"]))
+            for b in decode_video_segment(video, [profiles(settings)["motion"]], 0.0, None, 1 << 30)
+        ]
+        start = time.perf_counter()
+        payloads = [analyzer.analyze(f, m) for f, m in batches]
+        elapsed = time.perf_counter() - start
+        probe = probe_video(video, settings.max_pixels)
+        found = finalize_video(VideoContext(probe, probe.fps, payloads), settings)["raw_scenes"]
+        print(
+            f"shots    {name:22s} {len(frames) / elapsed:8.1f} frames/s  {len(found)} shots  "
+            f"{1000 * elapsed / len(frames):.2f} ms/frame  ratio {t_peer / elapsed:.2f}x of "
+            "PySceneDetect"
+        )
+        totals = [0, 0, 0]
+        for edit in suite:
+            payload = analyzer.analyze(edit.frames, edit_message(edit))
+            duration = len(edit.frames) / edit.fps
+            clip = probe.model_copy(update={"fps": edit.fps, "duration_seconds": duration})
+            result = finalize_video(VideoContext(clip, edit.fps, [payload]), settings)
+            starts = [round(s["start_seconds"] * edit.fps) for s in result["raw_scenes"][1:]]
+            scored = score(edit.windows, starts)
+            totals = [totals[0] + scored.found, totals[1] + scored.missed, totals[2] + scored.false]
+            if not scored.perfect:
+                print(f"shots      {name}: {edit.name}: expected {edit.windows}, got {starts}")
+        print(
+            f"shots    {name:22s} edit suite: {totals[0]} found, {totals[1]} missed, "
+            f"{totals[2]} false"
+        )
+
+
+def edit_message(edit) -> FrameBatch:
+    """A frame-batch message for a synthetic edit held in memory (one batch, no context)."""
+    n = len(edit.frames)
+    return FrameBatch(
+        job_id="bench",
+        media_type="video",
+        profile="motion",
+        segment_index=0,
+        batch_index=0,
+        blob_key="bench",
+        frame_indices=list(range(n)),
+        timestamps=[i / edit.fps for i in range(n)],
+        fps=edit.fps,
+        stages=["scene"],
+    )
 
 
 def detail_batches(path: Path, settings: Settings) -> list[tuple[np.ndarray, FrameBatch]]:
@@ -320,7 +420,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("video", nargs="?", type=Path)
     parser.add_argument(
-        "--only", help="comma-separated parts: decode,scene,memory,ocr,tags,faces,e2e"
+        "--only", help="comma-separated parts: decode,scene,shots,memory,ocr,tags,faces,e2e"
     )
     args = parser.parse_args()
     parts = set(args.only.split(",")) if args.only else None
@@ -333,6 +433,8 @@ def main() -> None:
     print(f"video: {video.name}, {duration:.1f} s")
     if wanted("decode") or wanted("scene"):
         bench_decode_and_scene(video)
+    if wanted("shots"):
+        bench_shots(video, media)
     if wanted("memory"):
         bench_memory()
     batches = detail_batches(video, Settings())

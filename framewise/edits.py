@@ -10,12 +10,27 @@ records the scores.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 
 SIZE = (320, 180)  # width, height of every synthetic frame
 FPS = 30
+STILLS = (100, 300, 470, 620)  # leaf on a rock, deer, leaf, metal grid in testvideo.mp4
+
+
+def photos(media: Path) -> list[np.ndarray]:
+    """Real pictures from the test media: four shots of ``video/testvideo.mp4`` and the group
+    photo ``images/faces/t1.jpg``."""
+    found = []
+    with av.open(str(media / "video" / "testvideo.mp4")) as container:
+        for index, frame in enumerate(container.decode(video=0)):
+            if index in STILLS:
+                found.append(frame.to_ndarray(format="rgb24"))
+    t1 = cv2.imread(str(media / "images" / "faces" / "t1.jpg"))
+    return [*found, cv2.cvtColor(t1, cv2.COLOR_BGR2RGB)]
 
 
 @dataclass(frozen=True)

@@ -5,28 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import av
-import cv2
 import numpy as np
 import pytest
 
-from framewise.edits import FPS, SIZE, Edit, edit_suite, score
+from framewise.edits import FPS, SIZE, Edit, edit_suite, photos, score
 from framewise.media import Profile, decode_video_segment
 from framewise.synthetic import mpeg4_writer
 from stages.scene.detector import SceneFeatures, ShotDetector, frame_features
-
-STILLS = (100, 300, 470, 620)  # leaf on a rock, deer, leaf, metal grid in testvideo.mp4
-
-
-def photos(media: Path) -> list[np.ndarray]:
-    """Four shots of testvideo.mp4 and the group photo t1.jpg: real pictures, not patterns."""
-    found = []
-    with av.open(str(media / "video" / "testvideo.mp4")) as container:
-        for index, frame in enumerate(container.decode(video=0)):
-            if index in STILLS:
-                found.append(frame.to_ndarray(format="rgb24"))
-    t1 = cv2.imread(str(media / "images" / "faces" / "t1.jpg"))
-    return [*found, cv2.cvtColor(t1, cv2.COLOR_BGR2RGB)]
 
 
 @pytest.fixture(scope="session")
