@@ -50,7 +50,7 @@ from framewise.media import decode_video_segment, probe_video  # noqa: E402
 from framewise.synthetic import write_cut_video, write_image_video  # noqa: E402
 from ingest_api.client import Client  # noqa: E402
 from schemas.messages import FrameBatch  # noqa: E402
-from stages.local import frame_message  # noqa: E402
+from stages.local import frame_message, image_frame_batch  # noqa: E402
 from stages.profiles import profiles  # noqa: E402
 from stages.scene.detector import SceneFeatures, ShotDetector, frame_features  # noqa: E402
 
@@ -183,17 +183,9 @@ def bench_shots(video: Path, media: Path) -> None:
 def edit_message(edit) -> FrameBatch:
     """A frame-batch message for a synthetic edit held in memory (one batch, no context)."""
     n = len(edit.frames)
-    return FrameBatch(
-        job_id="bench",
-        media_type="video",
-        profile="motion",
-        segment_index=0,
-        batch_index=0,
-        blob_key="bench",
-        frame_indices=list(range(n)),
-        timestamps=[i / edit.fps for i in range(n)],
-        fps=edit.fps,
-        stages=["scene"],
+    timing = {"frame_indices": list(range(n)), "timestamps": [i / edit.fps for i in range(n)]}
+    return image_frame_batch("scene").model_copy(
+        update={"media_type": "video", "profile": "motion", "fps": edit.fps, **timing}
     )
 
 

@@ -15,12 +15,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import warnings
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from framewise.onnx_export import export_with_dynamic_batch
 from stages.scene.transnet import FILE, INPUT_SIZE, WINDOW
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,6 @@ def convert_transnetv2(out_dir: Path) -> Path:
     import onnxruntime as ort
     import torch
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / FILE
     with tempfile.TemporaryDirectory() as tmp_name:
         module_path, weights = _download(Path(tmp_name))
@@ -84,30 +83,15 @@ def convert_transnetv2(out_dir: Path) -> Path:
         wrapped = Probabilities().eval()
         width, height = INPUT_SIZE
         sample = torch.randint(0, 256, (2, WINDOW, height, width, 3), dtype=torch.uint8)
-        with (
-            tempfile.NamedTemporaryFile(dir=out_dir, suffix=".onnx", delete=False) as tmp,
-            warnings.catch_warnings(),
-        ):
-            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation chatter
-            torch.onnx.export(
-                wrapped,
-                sample,
-                tmp.name,
-                input_names=["frames"],
-                output_names=["transition"],
-                dynamic_axes={"frames": {0: "batch"}, "transition": {0: "batch"}},
-                opset_version=17,
-                dynamo=False,
-            )
-        session = ort.InferenceSession(tmp.name, providers=["CPUExecutionProvider"])
+        exported = export_with_dynamic_batch(wrapped, sample, out_dir, "frames", "transition")
+        session = ort.InferenceSession(str(exported), providers=["CPUExecutionProvider"])
         with torch.no_grad():
             expected = wrapped(sample).numpy()
         got = session.run(None, {"frames": sample.numpy()})[0]
         if not np.allclose(got, expected, atol=1e-4):
-            os.unlink(tmp.name)
+            exported.unlink()
             raise RuntimeError("TransNetV2's ONNX export differs from PyTorch")
-    os.chmod(tmp.name, 0o644)  # readable by every worker, as a package file would be
-    os.replace(tmp.name, target)
+    os.replace(exported, target)
     log.info("converted TransNetV2 to %s", target)
     return target
 

