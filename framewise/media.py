@@ -127,6 +127,35 @@ def upright(image: np.ndarray, turns: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
 
 
+def _plane(frame: av.VideoFrame, index: int, width: int, height: int) -> np.ndarray:
+    """One plane of ``frame`` as a view (no copy), without the row padding."""
+    plane = frame.planes[index]
+    return np.frombuffer(plane, np.uint8).reshape(height, plane.line_size)[:, :width]
+
+
+def to_rgb(frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
+    """``frame`` as RGB at ``size``. Video-range 4:2:0 frames (nearly every video) are scaled
+    plane by plane with OpenCV's area filter and converted to RGB at the small size: about 2x
+    faster than swscale, with the same BT.601 colours. Other frames go through swscale."""
+    width, height = size
+    full_range = frame.color_range == 2  # OpenCV's conversion assumes the video range
+    if frame.format.name != "yuv420p" or full_range or width % 2 or height % 2:
+        return frame.to_ndarray(format="rgb24", width=width, height=height)
+    half = ((frame.width + 1) // 2, (frame.height + 1) // 2)
+    planes = [
+        _plane(frame, 0, frame.width, frame.height),
+        _plane(frame, 1, *half),
+        _plane(frame, 2, *half),
+    ]
+    sizes = [size, (width // 2, height // 2), (width // 2, height // 2)]
+    scaled = [
+        p if p.shape[::-1] == s else cv2.resize(p, s, interpolation=cv2.INTER_AREA)
+        for p, s in zip(planes, sizes, strict=True)
+    ]
+    i420 = np.concatenate([p.reshape(-1) for p in scaled]).reshape(height * 3 // 2, width)
+    return cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)
+
+
 def scaled_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     """Size that fits ``max_side`` keeping the aspect ratio, even for the scaler, never upscaled."""
     scale = min(1.0, max_side / max(width, height))
@@ -273,7 +302,7 @@ def decode_video_segment(
                         scaled_size(frame.width, frame.height, sampler.profile.max_side),
                     )
                     image = upright(
-                        frame.to_ndarray(format="rgb24", width=size[0], height=size[1]),
+                        to_rgb(frame, size),
                         quarter_turns(frame),
                     )
                     if before_start:
