@@ -74,7 +74,8 @@ def decode_stage(path: Path, blobs: BlobStore) -> int:
     selected = list(profiles(Settings()).values())
     frames = 0
     for batch in decode_video_segment(path, selected, 0.0, None, 1 << 30):
-        blobs.put_array(f"bench/{batch.profile}-{batch.batch_index}.npy", batch.frames)
+        key = f"bench/{batch.profile}-{batch.batch_index}.frames"
+        blobs.put_frames(key, batch.frames, Settings().frame_jpeg_quality)
         if batch.profile == "motion":
             frames += len(batch.timestamps) - batch.context_frames
     return frames

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from framewise import frame_files
 from schemas.messages import BLOB_KEY_PATTERN
 
 _KEY = re.compile(BLOB_KEY_PATTERN)
@@ -40,11 +41,14 @@ class BlobStore:
     def put_bytes(self, key: str, data: bytes) -> None:
         self._atomic_write(key, lambda f: f.write(data))
 
-    def put_array(self, key: str, array: np.ndarray) -> None:
-        self._atomic_write(key, lambda f: np.save(f, array, allow_pickle=False))
+    def put_frames(self, key: str, frames: np.ndarray, jpeg_quality: int) -> int:
+        """A batch of RGB frames (see :mod:`framewise.frame_files`); returns the bytes stored."""
+        data = frame_files.encode(frames, jpeg_quality)
+        self.put_bytes(key, data)
+        return len(data)
 
-    def get_array(self, key: str) -> np.ndarray:
-        return np.load(self.path(key), allow_pickle=False)
+    def get_frames(self, key: str) -> np.ndarray:
+        return frame_files.decode(self.get_bytes(key))
 
     def get_bytes(self, key: str) -> bytes:
         return self.path(key).read_bytes()

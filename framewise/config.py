@@ -99,6 +99,13 @@ class Settings(BaseSettings):
     detail_fps: float = Field(2.0, gt=0, description="detail profile rate (face, OCR, tags)")
     detail_max_side: int = Field(1280, ge=64)
     detail_batch_frames: int = Field(4, ge=1)
+    frame_jpeg_quality: int = Field(
+        95,
+        ge=0,
+        le=100,
+        description="frame batches between decode and the stages are stored as JPEGs of this "
+        "quality (about 12x fewer bytes than raw pixels); 0 stores exact pixels (.npy)",
+    )
     max_pixels: int = Field(
         8192 * 8192, description="larger frames are refused as decompression bombs"
     )

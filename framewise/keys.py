@@ -39,7 +39,7 @@ def uploaded_image(job_id: str, index: int) -> str:
 
 
 def frame_batch(job_id: str, profile: str, segment: int, batch: int) -> str:
-    return f"frames/{job_id}/{profile}/{segment:05d}-{batch:05d}.npy"
+    return f"frames/{job_id}/{profile}/{segment:05d}-{batch:05d}.frames"
 
 
 def face_crop(job_id: str, segment: int, batch: int, frame: int, face: int) -> str:

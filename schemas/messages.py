@@ -93,7 +93,8 @@ class DecodeTask(Message):
 
 
 class FrameBatch(Message):
-    """Internal: decoded frames of one profile, stored as ``.npy`` under ``blob_key``."""
+    """Internal: decoded frames of one profile, stored under ``blob_key`` (JPEGs or ``.npy``:
+    ``framewise/frame_files.py``)."""
 
     job_id: str
     media_type: MediaType

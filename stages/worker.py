@@ -47,7 +47,7 @@ def build_stage_app(spec: StageSpec, settings: Settings) -> faust.App:
             payload: dict = {}
             started = time.perf_counter()
             try:
-                frames = await in_thread(blobs.get_array, batch.blob_key)
+                frames = await in_thread(blobs.get_frames, batch.blob_key)
                 payload = await in_thread(analyzer.analyze, frames, batch)
                 STAGE_SECONDS.labels(spec.name).observe(time.perf_counter() - started)
                 STAGE_FRAMES.labels(spec.name).inc(len(frames) - batch.context_frames)

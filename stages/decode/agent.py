@@ -72,7 +72,7 @@ def build_decode_app(settings: Settings) -> faust.App:
         blob_key = keys.frame_batch(
             task.job_id, batch.profile, task.segment_index, batch.batch_index
         )
-        await in_thread(blobs.put_array, blob_key, batch.frames)
+        await in_thread(blobs.put_frames, blob_key, batch.frames, settings.frame_jpeg_quality)
         message = FrameBatch(
             job_id=task.job_id,
             media_type=task.media_type,

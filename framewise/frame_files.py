@@ -1,0 +1,56 @@
+"""How a batch of decoded frames is stored in the blob store between decode and the stages.
+
+JPEG by default: about 12x fewer bytes than raw pixels for a 256 px motion frame, and 14x for
+a 720p detail frame, at quality 95 (a mean error of 1-1.5 levels, less than two colour
+conversions differ). That is the traffic a shared volume carries on a cluster. ``raw`` keeps
+exact pixels as ``.npy``. Readers tell the formats apart by their first bytes, so batches
+written before a setting changed still read.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+
+import cv2
+import numpy as np
+
+MAGIC = b"FWJPEG1\n"  # then: uint32 frame count, then per frame uint32 length + JPEG bytes
+_COUNT = struct.Struct("<I")
+
+
+def encode(frames: np.ndarray, quality: int) -> bytes:
+    """``frames`` ((n, h, w, 3) uint8 RGB) as one file: JPEGs at ``quality``, or ``.npy`` at 0."""
+    if quality <= 0:
+        buffer = io.BytesIO()
+        np.save(buffer, frames, allow_pickle=False)
+        return buffer.getvalue()
+    parts = [MAGIC, _COUNT.pack(len(frames))]
+    for frame in frames:
+        ok, jpeg = cv2.imencode(
+            ".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
+        )
+        if not ok:
+            raise ValueError("JPEG encoding failed")
+        parts += [_COUNT.pack(len(jpeg)), jpeg.tobytes()]
+    return b"".join(parts)
+
+
+def decode(data: bytes) -> np.ndarray:
+    """The frames of a file :func:`encode` wrote (either format)."""
+    if not data.startswith(MAGIC):
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    view = memoryview(data)
+    (count,) = _COUNT.unpack_from(view, len(MAGIC))
+    offset = len(MAGIC) + _COUNT.size
+    frames = []
+    for _ in range(count):
+        (length,) = _COUNT.unpack_from(view, offset)
+        offset += _COUNT.size
+        jpeg = np.frombuffer(view[offset : offset + length], np.uint8)
+        offset += length
+        image = cv2.imdecode(jpeg, cv2.IMREAD_COLOR)
+        if image is None:
+            raise ValueError("a stored frame is not a readable JPEG")
+        frames.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+    return np.stack(frames)
