@@ -61,3 +61,8 @@ class OcrSettings(BaseSettings):
     language_confidence: float = Field(
         0.5, ge=0, le=1, description="below this the text's script decides the language"
     )
+    reuse_unchanged: bool = Field(
+        True,
+        description="read a video frame again only where its picture changed since the frame "
+        "last read (stages/ocr/reuse.py); false reads every sampled frame whole",
+    )

@@ -13,6 +13,7 @@ from schemas.messages import FrameBatch
 from stages.ocr.engine import OcrLine, PpOcrEngine
 from stages.ocr.language import LanguageIdentifier, block_language
 from stages.ocr.merge import group_blocks, join_block, track_lines, video_results
+from stages.ocr.reuse import TextMemory, thumbnail
 from stages.ocr.settings import OcrSettings
 from stages.spec import StageSpec, VideoContext
 
@@ -27,24 +28,50 @@ def on_ocr_grid(t: float, ocr_rate: float, detail_rate: float) -> bool:
 
 
 class OcrAnalyzer:
+    """Reads text on the OCR stage's sampling grid; with ``FRAMEWISE_OCR_REUSE_UNCHANGED`` only
+    where a video's picture changed since the frame last read (``stages/ocr/reuse.py``).
+    ``frames_seen`` and ``frames_read`` (in whole-frame equivalents) count the work."""
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.ocr = settings.group(OcrSettings)
         self.engine = PpOcrEngine(settings).load()
         self.languages = LanguageIdentifier(self.ocr.languages, self.ocr.language_confidence)
+        self.memory = TextMemory()
+        self.frames_seen = 0
+        self.frames_read = 0.0
 
     def analyze(self, frames: np.ndarray, batch: FrameBatch) -> dict[str, Any]:
         out = []
+        reuse = self.ocr.reuse_unchanged and batch.media_type == "video"
         for frame, t in zip(
             frames[batch.context_frames :], batch.timestamps[batch.context_frames :], strict=True
         ):
             if not on_ocr_grid(t, self.ocr.fps, batch.fps):
                 continue
-            lines = self.engine.predict(frame)
-            for line in lines:
-                line.language = self.languages.confident(line.text)
+            self.frames_seen += 1
+            if not reuse:
+                lines = self.read(frame, (0.0, 1.0))
+            else:
+                thumb = thumbnail(frame)
+                plan = self.memory.plan(batch.job_id, thumb, frame.shape)
+                lines = plan.kept + [line for band in plan.bands for line in self.read(frame, band)]
+                self.memory.remember(batch.job_id, thumb, frame.shape, lines)
             out.append({"t": t, "lines": [line.to_payload() for line in lines]})
         return {"frames": out}
+
+    def read(self, frame: np.ndarray, band: tuple[float, float]) -> list[OcrLine]:
+        """The lines in a full-width ``band`` of ``frame``, with boxes in frame fractions."""
+        height = frame.shape[0]
+        top, bottom = round(band[0] * height), round(band[1] * height)
+        self.frames_read += (bottom - top) / height
+        lines = self.engine.predict(frame[top:bottom])
+        for line in lines:
+            x0, y0, x1, y1 = line.box
+            span = (bottom - top) / height
+            line.box = (x0, band[0] + y0 * span, x1, band[0] + y1 * span)
+            line.language = self.languages.confident(line.text)
+        return lines
 
 
 def finalize_image(payload: dict[str, Any], settings: Settings) -> dict[str, Any]:

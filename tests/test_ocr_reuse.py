@@ -1,0 +1,112 @@
+"""OCR reads only where the picture changed: the same results as reading every sampled frame
+whole, for far less work, and text that appears, changes or disappears is still caught."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from framewise.config import Settings
+from framewise.edits import film, photos
+from framewise.media import decode_video_segment, probe_video
+from framewise.synthetic import mpeg4_writer
+from stages.local import frame_message
+from stages.ocr.reuse import GRID, TextMemory, bands, textured_rows, thumbnail
+from stages.ocr.settings import OcrSettings
+from stages.ocr.stage import OcrAnalyzer, finalize_video
+from stages.profiles import profiles
+from stages.spec import VideoContext
+
+SIZE = (960, 540)
+FPS = 10
+
+
+def read_video(path: Path, reuse: bool) -> tuple[list[dict], OcrAnalyzer]:
+    settings = Settings(stages=["ocr"]).with_groups(OcrSettings(reuse_unchanged=reuse))
+    analyzer = OcrAnalyzer(settings)
+    detail = profiles(settings)["detail"]
+    payloads = [
+        analyzer.analyze(batch.frames, frame_message(batch, ["ocr"]))
+        for batch in decode_video_segment(path, [detail], 0.0, None, 1 << 30)
+    ]
+    probe = probe_video(path, settings.max_pixels)
+    return finalize_video(VideoContext(probe, probe.fps, payloads), settings)[
+        "ocr_results"
+    ], analyzer
+
+
+def test_testvideo_reads_the_same_text_for_a_third_of_the_work(test_video):
+    whole, everything = read_video(test_video, reuse=False)
+    results, changed_only = read_video(test_video, reuse=True)
+    assert results == whole
+    assert changed_only.frames_seen == everything.frames_seen == 24
+    assert changed_only.frames_read * 3 <= everything.frames_read, changed_only.frames_read
+
+
+def caption(frame: np.ndarray, text: str) -> np.ndarray:
+    out = frame.copy()
+    cv2.rectangle(out, (60, 400), (900, 480), (20, 20, 20), -1)
+    cv2.putText(out, text, (80, 460), cv2.FONT_HERSHEY_DUPLEX, 1.6, (255, 255, 255), 3)
+    return out
+
+
+def write(path: Path, frames) -> Path:
+    with mpeg4_writer(path, SIZE, FPS, 6_000_000) as put:
+        for frame in frames:
+            put(frame)
+    return path
+
+
+def spans(results: list[dict]) -> dict[str, tuple[float, float]]:
+    return {
+        r["full_text"]: (r["time_segment"]["start_seconds"], r["time_segment"]["end_seconds"])
+        for r in results
+    }
+
+
+@pytest.fixture(scope="module")
+def still(media) -> np.ndarray:
+    """The group photo t1.jpg: people, no text of its own."""
+    return cv2.resize(photos(media)[4], SIZE, interpolation=cv2.INTER_AREA)
+
+
+def test_text_appearing_changing_and_leaving_a_still_shot_is_caught(still, tmp_path):
+    # 0-2 s nothing, 2-4 s OPENING NIGHT, 4-6 s TICKETS 20 EUR, 6-8 s nothing
+    texts = [None, "OPENING NIGHT", "TICKETS 20 EUR", None]
+    frames = [
+        still if texts[i // (2 * FPS)] is None else caption(still, texts[i // (2 * FPS)])
+        for i in range(8 * FPS)
+    ]
+    path = write(tmp_path / "still.mp4", frames)
+    whole, _ = read_video(path, reuse=False)
+    results, analyzer = read_video(path, reuse=True)
+    assert results == whole
+    found = spans(results)
+    assert set(found) == {"OPENING NIGHT", "TICKETS 20 EUR"}, found
+    assert found["OPENING NIGHT"][0] == pytest.approx(2.0, abs=1.0)
+    assert found["TICKETS 20 EUR"][1] == pytest.approx(6.0, abs=1.0)
+    assert analyzer.frames_read < analyzer.frames_seen / 2
+
+
+def test_a_caption_over_a_pan_is_read_in_every_frame(media, tmp_path):
+    moving = film(photos(media)[4], 6 * FPS, pan=(6.0, 0.0))
+    frames = [caption(cv2.resize(f, SIZE), "LIVE FROM THE FOREST") for f in moving]
+    path = write(tmp_path / "pan.mp4", frames)
+    whole, _ = read_video(path, reuse=False)
+    results, analyzer = read_video(path, reuse=True)
+    assert results == whole and "LIVE FROM THE FOREST" in spans(results)
+    assert analyzer.frames_read > 0.8 * analyzer.frames_seen  # everything moved: read again
+
+
+def test_flat_rows_hold_no_text_and_a_job_never_reuses_another_jobs_reading():
+    black = np.zeros((540, 960, 3), np.uint8)
+    line = caption(black, "EXIT")
+    assert textured_rows(thumbnail(line)).tolist() == [False] * 6 + [True] * 2 + [False]
+    assert bands(np.array([False] * 7 + [True, False])) == [(6 / GRID[1], 9 / GRID[1])]
+    memory = TextMemory()
+    memory.remember("job_a", thumbnail(line), line.shape, ["anything"])
+    assert memory.plan("job_b", thumbnail(line), line.shape).kept == []
+    assert memory.plan("job_a", thumbnail(line), line.shape).kept == ["anything"]
