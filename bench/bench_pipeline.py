@@ -23,12 +23,18 @@ ratio against a baseline measured in the same run on the same video.
 * faces: the face stage's analyzer with the default dlib pack (detection, alignment, batched
   embeddings, gender/age, thumbnails) vs the same models called directly per face, on the same
   frames of a group-photo video, with the cost per face;
+* stack: the shot path through the running service (POST to finished, scene stage only) on
+  videos built by repeating testvideo.mp4's packets (72 s and 10 min, no re-encoding), vs a
+  raw PyAV decode and PySceneDetect's AdaptiveDetector on the same file; with the blob store's
+  peak size and each process's peak memory for both lengths (flat means the ratio stays
+  near 1);
 * end to end: wall time from upload to finished result through broker, workers and API, vs the
   video's duration.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -376,6 +382,149 @@ def end_to_end(path: Path) -> float:
             up.wait(timeout=30)
 
 
+def repeated(source: Path, times: int, out: Path) -> Path:
+    """``source``'s packets ``times`` over with shifted timestamps: a long real video, encoded
+    once by its maker."""
+    with av.open(str(source)) as first:
+        packets = [p for p in first.demux(first.streams.video[0]) if p.dts is not None]
+        span = max(p.pts + p.duration for p in packets) - min(p.pts for p in packets)
+    with av.open(str(out), "w") as target:
+        with av.open(str(source)) as template:
+            stream = target.add_stream_from_template(template.streams.video[0])
+        for k in range(times):
+            with av.open(str(source)) as copy:
+                for packet in copy.demux(copy.streams.video[0]):
+                    if packet.dts is None:
+                        continue
+                    packet.pts += k * span
+                    packet.dts += k * span
+                    packet.stream = stream
+                    target.mux(packet)
+    return out
+
+
+def _tree(root: int) -> dict[int, str]:
+    """``pid -> role`` for ``root`` and its descendants (the role: ``up`` or a worker's)."""
+    found, todo = {}, [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            continue
+        words = [a.decode() for a in argv if a]
+        found[pid] = words[words.index("worker") + 1] if "worker" in words else words[-1]
+        todo += [int(c) for c in children]
+    return found
+
+
+def _rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+class Watch:
+    """Samples the blob store's size and every process's memory while a job runs."""
+
+    def __init__(self, root_pid: int, data_dir: Path) -> None:
+        self.root_pid, self.data_dir = root_pid, data_dir
+        self.peak_bytes = 0
+        self.peak_rss: dict[str, int] = {}
+        self.running = True
+
+    def sample(self) -> None:
+        size = sum(f.stat().st_size for f in (self.data_dir / "frames").rglob("*") if f.is_file())
+        self.peak_bytes = max(self.peak_bytes, size)
+        for pid, role in _tree(self.root_pid).items():
+            with contextlib.suppress(OSError):  # it ended between listing and reading
+                self.peak_rss[role] = max(self.peak_rss.get(role, 0), _rss(pid))
+
+    def run(self) -> None:
+        while self.running:
+            with contextlib.suppress(OSError):  # a file vanished while counted: count again
+                self.sample()
+            time.sleep(0.2)
+
+
+def through_stack(videos: list[Path], stages: str) -> list[tuple[float, Watch]]:
+    """POST to finished for each video in turn on one running service, with a :class:`Watch`
+    for each job (after a warm-up job on the first video)."""
+    import threading
+
+    with tempfile.TemporaryDirectory() as tmp:
+        port, api_port = free_port(), free_port()
+        env = dict(
+            os.environ,
+            FRAMEWISE_EMBEDDED_BROKER_PORT=str(port),
+            FRAMEWISE_API_PORT=str(api_port),
+            FRAMEWISE_DATA_DIR=tmp,
+            FRAMEWISE_PARTITIONS="4",
+            FRAMEWISE_STAGES=stages,
+        )
+        env.pop("FRAMEWISE_KAFKA_BOOTSTRAP", None)
+        up = subprocess.Popen(
+            [sys.executable, "-m", "launcher.cli", "up"],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        results = []
+        try:
+            wait_for_port("127.0.0.1", api_port, timeout=60)
+            with Client(f"http://127.0.0.1:{api_port}", timeout=600) as client:
+                client.wait(client.submit_video(videos[0]))  # consumer groups join
+                for video in videos:
+                    watch = Watch(up.pid, Path(tmp))
+                    sampler = threading.Thread(target=watch.run, daemon=True)
+                    sampler.start()
+                    start = time.perf_counter()
+                    job = client.wait(client.submit_video(video), timeout=1800)
+                    wall = time.perf_counter() - start
+                    watch.running = False
+                    sampler.join()
+                    assert job.status == "finished", job
+                    results.append((wall, watch))
+        finally:
+            up.terminate()
+            up.wait(timeout=30)
+        return results
+
+
+def bench_stack(video: Path) -> None:
+    from scenedetect import AdaptiveDetector, detect
+
+    with tempfile.TemporaryDirectory() as tmp:
+        short = repeated(video, 3, Path(tmp) / "x3.mp4")
+        long = repeated(video, 25, Path(tmp) / "x25.mp4")
+        seconds = {v: float(av.open(str(v)).duration / 1e6) for v in (short, long)}
+        (t_short, w_short), (t_long, w_long) = through_stack([short, long], '["scene"]')
+        t_raw, _ = timed(lambda: raw_decode(long))
+        t_peer, _ = timed(lambda: detect(str(long), AdaptiveDetector()))
+        upload = long.stat().st_size
+    minutes = seconds[long] / 60
+    print(
+        f"stack    shots, {minutes:.0f} min video   {t_long:6.1f} s POST to finished; raw decode "
+        f"{t_raw:.1f} s ({t_long / t_raw:.2f}x of it); PySceneDetect Adaptive {t_peer:.1f} s "
+        f"({t_peer / t_long:.2f}x its speed)"
+    )
+    print(
+        f"stack    blob store peak {w_long.peak_bytes / 2**20:7.1f} MiB "
+        f"({w_long.peak_bytes / seconds[long] / 2**20:.2f} MiB per second of video; the upload "
+        f"{upload / 2**20:.1f} MiB)"
+    )
+    print(f"stack    shots, {seconds[short]:.0f} s video     {t_short:6.1f} s POST to finished")
+    for role in sorted(w_long.peak_rss):
+        a, b = w_short.peak_rss.get(role, 0), w_long.peak_rss[role]
+        print(
+            f"memory   {role:18s} peak {a / 2**20:6.1f} MiB ({seconds[short]:.0f} s video), "
+            f"{b / 2**20:6.1f} MiB ({minutes:.0f} min)   ratio {b / max(a, 1):.2f} (flat = 1)"
+        )
+
+
 def bench_decode_and_scene(video: Path) -> None:
     t_raw, n_raw = timed(lambda: raw_decode(video))
     with tempfile.TemporaryDirectory() as tmp:
@@ -413,7 +562,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("video", nargs="?", type=Path)
     parser.add_argument(
-        "--only", help="comma-separated parts: decode,scene,shots,memory,ocr,tags,faces,e2e"
+        "--only", help="comma-separated parts: decode,scene,shots,stack,memory,ocr,tags,faces,e2e"
     )
     args = parser.parse_args()
     parts = set(args.only.split(",")) if args.only else None
@@ -428,6 +577,8 @@ def main() -> None:
         bench_decode_and_scene(video)
     if wanted("shots"):
         bench_shots(video, media)
+    if wanted("stack"):
+        bench_stack(video)
     if wanted("memory"):
         bench_memory()
     batches = detail_batches(video, Settings())

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import shutil
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from framewise.blobstore import BlobStore
@@ -38,19 +37,3 @@ def sweep_blobs(blobs: BlobStore, max_age_s: float, now: float | None = None) ->
             except FileNotFoundError:
                 continue
     return removed
-
-
-def expired_jobs(bodies: dict[str, dict], max_age_s: float) -> list[str]:
-    """Ids of terminal jobs last updated longer than ``max_age_s`` ago."""
-    cutoff = datetime.now(UTC) - timedelta(seconds=max_age_s)
-    out = []
-    for job_id, body in bodies.items():
-        if body.get("status") not in ("finished", "failed"):
-            continue
-        try:
-            updated = datetime.fromisoformat(body["updated_at"])
-        except (KeyError, TypeError, ValueError):
-            continue
-        if updated < cutoff:
-            out.append(job_id)
-    return out

@@ -22,7 +22,7 @@ from framewise.config import Settings, get_settings
 from framewise.journal import Journal
 from framewise.kafka import ensure_topics
 from framewise.logs import rate_limit_root
-from framewise.retention import expired_jobs, sweep_blobs
+from framewise.retention import sweep_blobs
 from framewise.topic_view import TopicView
 from ingest_api import redaction
 from ingest_api.allowlist import allowlist_router
@@ -56,7 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """Every few minutes: forget expired jobs, delete media older than the retention."""
         max_age = settings.retention_hours * 3600
         while True:
-            view.forget(expired_jobs(view.bodies(), max_age))
+            view.forget(view.expired(max_age))
             await asyncio.to_thread(sweep_blobs, blobs, max_age)
             await asyncio.sleep(min(600.0, max_age / 10))
 

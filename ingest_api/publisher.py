@@ -91,7 +91,7 @@ class Publisher:
         key = keys.job_key(request.job_id)
         if self.view.journal is not None:  # kept before it is sent: a restart resubmits it
             self.view.journal.keep_ingest(request)
-        self.view.owners[request.job_id] = owner or ""
+        self.view.set_owner(request.job_id, owner or "")
         self.view.apply(request.job_id, queued_body)
         headers = [(keys.OWNER_HEADER, owner.encode())] if owner else None
         try:

@@ -1,13 +1,15 @@
 """Job status for the API, materialised from ``framewise.job-status.v1``.
 
-Every API replica reads the whole status topic from the beginning into memory, so status is
-readable from any replica and survives an API restart; the aggregator is the topic's writer
-(the API itself writes only ``queued``). Latency samples come from the same records.
+Every API replica reads the whole status topic from the beginning into a :class:`JobBodies`
+store (bounded memory, the bodies on local disk), so status is readable from any replica and
+survives an API restart; the aggregator is the topic's writer (the API itself writes only
+``queued``). Latency samples come from the same records.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections import deque
 from datetime import datetime
 
@@ -16,6 +18,7 @@ from framewise.config import Settings
 from framewise.journal import Journal
 from framewise.metrics import JOB_SECONDS, JOBS_ACTIVE, JOBS_FINISHED, WEBHOOK_FAILURES
 from framewise.topic_view import TopicView
+from ingest_api.job_bodies import JobBodies
 from ingest_api.problems import ProblemError
 
 LATENCY_WINDOW = 200  # recent finished jobs per media type
@@ -25,15 +28,12 @@ MAX_JOB_ID = 80  # ours are under 40 characters; longer ids are neither looked u
 class StatusView:
     def __init__(self, settings: Settings, journal: Journal | None = None) -> None:
         self.journal = journal  # keeps the latest body of every job durable (embedded broker)
-        self.jobs: dict[str, bytes] = {}
+        self.jobs = JobBodies()  # local disk: a cache each replica rebuilds from the topic
         self.latency: dict[str, deque[float]] = {
             "video": deque(maxlen=LATENCY_WINDOW),
             "image": deque(maxlen=LATENCY_WINDOW),
         }
-        self._sampled: set[str] = set()
-        self.owners: dict[str, str] = {}  # job id -> API key id that created it
         self.active: set[str] = set()  # queued or processing: the queue depth
-        self._failed: set[str] = set()  # jobs whose webhook was given up on
         self.view = TopicView(settings, topics.JOB_STATUS.name, self._on_record)
 
     async def find(self, job_id: str, prefix: str, owner: str | None) -> bytes:
@@ -41,7 +41,7 @@ class StatusView:
         one that does not exist (404)."""
         plausible = job_id.startswith(prefix) and len(job_id) <= MAX_JOB_ID
         body = self.jobs.get(job_id) if plausible else None
-        foreign = owner is not None and self.owners.get(job_id, "") not in ("", owner)
+        foreign = owner is not None and (self.jobs.owner(job_id) or "") not in ("", owner)
         if plausible and (body is None or foreign):
             # Another key's job waits like a missing one, so the timing tells nothing.
             await self.caught_up()
@@ -56,68 +56,70 @@ class StatusView:
 
     async def stop(self) -> None:
         await self.view.stop()
+        self.jobs.close()
 
     async def caught_up(self, timeout: float = 2.0) -> None:
         await self.view.caught_up(timeout)
 
+    def set_owner(self, job_id: str, owner: str) -> None:
+        """The id of the API key that created ``job_id`` ("" for none)."""
+        self.jobs.set_owner(job_id, owner)
+
+    def expired(self, max_age_s: float) -> list[str]:
+        """Finished or failed jobs last updated longer than ``max_age_s`` ago."""
+        return self.jobs.ended_before(time.time() - max_age_s)
+
     def forget(self, job_ids: list[str]) -> None:
         """Drop expired jobs (retention); their records expire from the topic too."""
         for job_id in job_ids:
-            self.jobs.pop(job_id, None)
-            self.owners.pop(job_id, None)
-            self._sampled.discard(job_id)
-            self._failed.discard(job_id)
+            self.jobs.forget(job_id)
             self.active.discard(job_id)
             if self.journal is not None:
                 self.journal.forget_job(job_id)
         JOBS_ACTIVE.set(len(self.active))
 
-    def bodies(self) -> dict[str, dict]:
-        out = {}
-        for job_id, raw in self.jobs.items():
-            try:
-                out[job_id] = json.loads(raw)
-            except ValueError:
-                continue
-        return out
-
     def _on_record(self, job_id: str, body: bytes | None, headers: dict[str, bytes]) -> None:
         owner = headers.get(keys.OWNER_HEADER)
         if owner:
-            self.owners[job_id] = owner.decode()
+            self.jobs.set_owner(job_id, owner.decode())
         if body:
             self.apply(job_id, body)
             if self.journal is not None:
-                self.journal.keep_status(job_id, body, self.owners.get(job_id) or None)
+                self.journal.keep_status(job_id, body, self.jobs.owner(job_id) or None)
 
     def apply(self, job_id: str, body: bytes) -> None:
-        self.jobs[job_id] = body
         try:
             parsed = json.loads(body)
         except ValueError:
-            return
+            parsed = {}
         status = parsed.get("status")
+        updated = _timestamp(parsed.get("updated_at"))
+        self.jobs.put(job_id, body, status, updated)
         media_type = keys.media_type_of(job_id)
         if status in ("queued", "processing"):
             self.active.add(job_id)
             JOBS_ACTIVE.set(len(self.active))
             return
-        if job_id in self.active:
+        if job_id in self.active:  # the job ends here (later records only add to it)
             self.active.discard(job_id)
             JOBS_ACTIVE.set(len(self.active))
             JOBS_FINISHED.labels(media_type, status).inc()
             seconds = _elapsed_seconds(parsed)
             if seconds is not None:
                 JOB_SECONDS.labels(media_type).observe(seconds)
-        webhook = parsed.get("webhook") or {}
-        if webhook.get("attempts") and not webhook.get("delivered") and job_id not in self._failed:
-            self._failed.add(job_id)
-            WEBHOOK_FAILURES.inc()
-        if status == "finished" and job_id not in self._sampled:
-            self._sampled.add(job_id)
-            sample = _latency_sample(parsed)
+            sample = _latency_sample(parsed) if status == "finished" else None
             if sample is not None:
-                self.latency[keys.media_type_of(job_id)].append(sample)
+                self.latency[media_type].append(sample)
+        webhook = parsed.get("webhook") or {}
+        if webhook.get("attempts") and not webhook.get("delivered") and self.jobs.flag_once(job_id):
+            WEBHOOK_FAILURES.inc()
+
+
+def _timestamp(value: object) -> float | None:
+    try:
+        return datetime.fromisoformat(str(value)).timestamp() if value else None
+    except ValueError:
+        return None
 
 
 def _elapsed_seconds(body: dict) -> float | None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from datetime import UTC, datetime, timedelta
 
 from framewise.blobstore import BlobStore
-from framewise.retention import expired_jobs, sweep_blobs
+from framewise.config import Settings
+from framewise.retention import sweep_blobs
+from ingest_api.status_view import StatusView
 
 
 def test_old_media_is_deleted_recent_media_kept(tmp_path):
@@ -26,9 +29,14 @@ def test_old_media_is_deleted_recent_media_kept(tmp_path):
 
 def test_only_old_terminal_jobs_expire():
     now = datetime.now(UTC)
-    bodies = {
-        "video_a": {"status": "finished", "updated_at": (now - timedelta(hours=3)).isoformat()},
-        "video_b": {"status": "processing", "updated_at": (now - timedelta(hours=3)).isoformat()},
-        "video_c": {"status": "failed", "updated_at": now.isoformat()},
-    }
-    assert expired_jobs(bodies, max_age_s=3600) == ["video_a"]
+    view = StatusView(Settings())
+    for job_id, status, age in [
+        ("video_a", "finished", timedelta(hours=3)),
+        ("video_b", "processing", timedelta(hours=3)),
+        ("video_c", "failed", timedelta(0)),
+    ]:
+        body = {"job_id": job_id, "status": status, "updated_at": (now - age).isoformat()}
+        view.apply(job_id, json.dumps(body).encode())
+    assert view.expired(max_age_s=3600) == ["video_a"]
+    view.forget(["video_a"])
+    assert view.jobs.get("video_a") is None and view.jobs.get("video_b") is not None

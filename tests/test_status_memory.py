@@ -1,0 +1,52 @@
+"""The API's memory stays bounded however many finished jobs the retention period holds."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tracemalloc
+
+import pytest
+
+from framewise.config import Settings
+from ingest_api.job_bodies import MEMORY_BYTES
+from ingest_api.problems import ProblemError
+from ingest_api.status_view import StatusView
+
+TEMPLATE = json.dumps(
+    {
+        "job_id": "JOB",
+        "status": "finished",
+        "created_at": "2026-11-25T10:00:00+00:00",
+        "updated_at": "2026-11-25T10:01:00+00:00",
+        "result": {"frame_activity_diffs": [0.123456] * 20_000},  # 200 KB, a 10-minute video
+    }
+).encode()
+
+
+def body(job_id: str) -> bytes:
+    return TEMPLATE.replace(b'"JOB"', json.dumps(job_id).encode())
+
+
+def test_hundreds_of_large_finished_jobs_cost_the_memory_of_a_few(monkeypatch):
+    view = StatusView(Settings())
+    monkeypatch.setattr(view, "caught_up", lambda timeout=2.0: asyncio.sleep(0))
+    jobs = [f"video_{i:032x}" for i in range(400)]
+    tracemalloc.start()
+    for i, job_id in enumerate(jobs):
+        view.set_owner(job_id, "key_a" if i % 2 else "key_b")
+        view.apply(job_id, body(job_id))  # 80 MB of bodies in all
+    held, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert held < MEMORY_BYTES + 16 * 2**20, f"{held / 2**20:.0f} MiB held"
+    assert len(view.jobs) == 400 and not view.active
+
+    async def served():
+        for i in (0, 1, 200, 399):
+            owner = "key_a" if i % 2 else "key_b"
+            assert await view.find(jobs[i], "video_", owner) == body(jobs[i])
+        with pytest.raises(ProblemError):
+            await view.find(jobs[0], "video_", "key_a")  # key_b's job: not found for key_a
+
+    asyncio.run(served())
+    view.jobs.close()
