@@ -414,7 +414,12 @@ def _tree(root: int) -> dict[int, str]:
         except OSError:
             continue
         words = [a.decode() for a in argv if a]
-        found[pid] = words[words.index("worker") + 1] if "worker" in words else words[-1]
+        if "worker" in words:
+            found[pid] = words[words.index("worker") + 1]
+        elif "broker" in words:
+            found[pid] = "broker (embedded)"  # memory-only by design: it holds the topics
+        else:
+            found[pid] = words[-1]
         todo += [int(c) for c in children]
     return found
 
