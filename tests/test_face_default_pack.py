@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from framewise.config import Settings
+from framewise.media import decode_video_segment
 from schemas.api import Person
 from schemas.messages import AllowlistRecord
 from stages.face import packs
@@ -20,7 +21,8 @@ from stages.face.dlib_pack import DlibPack
 from stages.face.embedding import encode_embedding
 from stages.face.settings import FaceSettings
 from stages.face.stage import finalize_image
-from stages.local import image_frame_batch, run_video_stages
+from stages.local import frame_message, image_frame_batch, run_video_stages
+from stages.profiles import profiles
 
 # t1.jpg by eye, left to right.
 T1_GENDERS = ["female", "female", "male", "male", "male", "female"]
@@ -182,3 +184,23 @@ def test_yunet_detector_when_configured(settings, media):
     persons = persons_of(analyzer, configured, rgb(media / "images" / "faces" / "t1.jpg"))
     assert len(persons) == 6
     assert persons_of(analyzer, configured, rgb(media / "images" / "faces" / "mask_blue.jpg")) == []
+
+
+def test_unchanged_frames_repeat_their_faces_without_running_a_model(settings, tom_video):
+    """Two stills of 3 s: faces are found on the first frame of each, and again 2 s later."""
+    every = settings.with_groups(FaceSettings(reuse_seconds=0))
+
+    def who(result) -> list[list[tuple[str, str]]]:
+        return [
+            sorted((p.person_id, p.gender) for p in s.person_ids)
+            for s in result.person_constellation_scenes
+        ]
+
+    reused, analysed = run_video_stages(tom_video, settings), run_video_stages(tom_video, every)
+    assert who(reused) == who(analysed) and len(who(reused)[0]) == 7
+    analyzer = FaceAnalyzer(settings)
+    detail = profiles(settings)["detail"]
+    for batch in decode_video_segment(tom_video, [detail], 0.0, None, 1 << 30):
+        payload = analyzer.analyze(batch.frames, frame_message(batch, ["face"]))
+        assert all(len(frame["faces"]) in (1, 6, 7) for frame in payload["frames"])
+    assert analyzer.frames_seen == 12 and analyzer.frames_analysed == 4

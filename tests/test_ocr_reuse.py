@@ -12,9 +12,10 @@ import pytest
 from framewise.config import Settings
 from framewise.edits import film, photos
 from framewise.media import decode_video_segment, probe_video
+from framewise.picture_change import GRID, thumbnail
 from framewise.synthetic import mpeg4_writer
 from stages.local import frame_message
-from stages.ocr.reuse import GRID, TextMemory, bands, textured_rows, thumbnail
+from stages.ocr.reuse import TextMemory, bands, textured_rows
 from stages.ocr.settings import OcrSettings
 from stages.ocr.stage import OcrAnalyzer, finalize_video
 from stages.profiles import profiles

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
@@ -10,6 +11,7 @@ import numpy as np
 from framewise import keys
 from framewise.blobstore import BlobStore
 from framewise.config import Settings
+from framewise.picture_change import RecentJobs, changed_rows, thumbnail
 from schemas.messages import FrameBatch
 from stages.face import packs
 from stages.face.allowlist import AllowlistIndex
@@ -20,11 +22,18 @@ from stages.face.settings import FaceSettings
 class FaceAnalyzer:
     """Detect, align, embed (batched), gender/age (batched), match the allowlist, with the
     configured face pack; the aligned crop of each face is kept in the blob store for the
-    person's thumbnail."""
+    person's thumbnail. A video frame whose picture did not change since the frame its job's
+    faces were last found on (``framewise/picture_change.py``), less than
+    ``FRAMEWISE_FACE_REUSE_SECONDS`` before, repeats those faces without running a model.
+    Detectors waver on borderline faces even in a still picture, so it looks again after that."""
 
     def __init__(self, settings: Settings, allowlist: AllowlistIndex | None = None) -> None:
         self.settings = settings
         self.min_size = settings.group(FaceSettings).min_size
+        self.reuse_seconds = settings.group(FaceSettings).reuse_seconds
+        self.memory: RecentJobs[Seen] = RecentJobs()
+        self.frames_seen = 0
+        self.frames_analysed = 0
         self.pack = packs.make_pack(settings).load()
         self.blobs = BlobStore(settings.data_dir)
         self.allowlist = allowlist or AllowlistIndex(
@@ -34,8 +43,24 @@ class FaceAnalyzer:
     def analyze(self, frames: np.ndarray, batch: FrameBatch) -> dict[str, Any]:
         own = frames[batch.context_frames :]
         times = batch.timestamps[batch.context_frames :]
+        reuse = self.reuse_seconds > 0 and batch.media_type == "video"
+        reference = self.memory.get(batch.job_id) if reuse else None
+        repeats: dict[int, int | list[dict]] = {}  # frame -> earlier frame, or faces, it repeats
         found = []  # (frame index, face index in the frame, aligned face, attributes)
         for i, rgb in enumerate(own):
+            self.frames_seen += 1
+            if reuse:
+                thumb = thumbnail(rgb)
+                recent = (
+                    reference is not None
+                    and reference.shape == rgb.shape
+                    and 0 <= times[i] - reference.t < self.reuse_seconds
+                )
+                if recent and not changed_rows(reference.thumbnail, thumb).any():
+                    repeats[i] = reference.faces if reference.frame is None else reference.frame
+                    continue
+                reference = Seen(thumb, rgb.shape, times[i], frame=i)
+            self.frames_analysed += 1
             detections = [
                 d
                 for d in self.pack.detect(rgb)
@@ -65,4 +90,23 @@ class FaceAnalyzer:
                     "allowlisted": self.allowlist.match(embedding, batch.owner) is not None,
                 }
             )
+        for i, source in repeats.items():
+            out[i] = [dict(f) for f in (out[source] if isinstance(source, int) else source)]
+        if reference is not None:
+            faces = out[reference.frame] if reference.frame is not None else reference.faces
+            self.memory.put(
+                batch.job_id, Seen(reference.thumbnail, reference.shape, reference.t, faces)
+            )
         return {"frames": [{"t": times[i], "faces": out[i]} for i in range(len(own))]}
+
+
+@dataclass
+class Seen:
+    """The frame a job's faces were last found on: its thumbnail and shape, and its faces
+    (payload entries), or its index in the batch being analysed until they are known."""
+
+    thumbnail: np.ndarray
+    shape: tuple[int, ...]
+    t: float  # its timestamp: faces are repeated for at most ``reuse_seconds`` after it
+    faces: list[dict] = field(default_factory=list)
+    frame: int | None = None

@@ -38,6 +38,13 @@ class FaceSettings(BaseSettings):
     det_size: int = Field(640, ge=160, description="SCRFD detector input side")
     det_threshold: float = Field(0.5, ge=0, le=1, description="SCRFD and YuNet score floor")
     min_size: int = Field(16, ge=1, description="smaller faces (pixels) are ignored")
+    reuse_seconds: float = Field(
+        2.0,
+        ge=0,
+        description="a video frame whose picture did not change since the frame the job's "
+        "faces were last found on, less than this long before, repeats those faces without "
+        "running a model; 0 runs the models on every frame",
+    )
     batch_size: int = Field(32, ge=1, description="face crops per model call")
     cluster_threshold: float | None = Field(
         None,

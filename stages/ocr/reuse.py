@@ -1,7 +1,7 @@
 """Text is read only where the picture changed since the frame the OCR stage last read.
 
-A frame is compared with that frame on a 16x9 grid of blocks (a 480x270 grey thumbnail,
-lightly blurred against codec noise). Rows of blocks are read again only where they changed
+A frame is compared with that frame on a grid of blocks (``framewise/picture_change.py``). Rows
+of blocks are read again only where they changed
 *and* have texture now (a flat block, such as black or sky, cannot hold text):
 
 * nothing changed: its text is the text read last time;
@@ -17,35 +17,16 @@ job's text ever stands in for another's.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from framewise.picture_change import BLOCK, GRID, RecentJobs, changed_rows
 from stages.ocr.engine import OcrLine
 
-GRID = (16, 9)  # blocks across, down
-BLOCK = 30  # thumbnail pixels per block side
-BLOCK_CHANGE = 25  # grey levels (after a 3x3 blur) that make a block changed
-GLOBAL_CHANGE = 2.0  # grey levels in the median block: a fade or exposure change, every row
 TEXTURE = 16  # grey levels between a block's darkest and brightest pixel for text to fit
-WHOLE_FRAME_SHARE = 0.6  # a band taller than this reads the whole frame instead
-JOBS_REMEMBERED = 64
-
-
-def thumbnail(frame: np.ndarray) -> np.ndarray:
-    grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-    size = (GRID[0] * BLOCK, GRID[1] * BLOCK)
-    return cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
-
-
-def changed_rows(before: np.ndarray, after: np.ndarray) -> np.ndarray:
-    """Which of the grid's rows of blocks changed; every row for a global change."""
-    diff = cv2.blur(cv2.absdiff(before, after), (3, 3)).reshape(GRID[1], BLOCK, GRID[0], BLOCK)
-    if np.median(diff.mean(axis=(1, 3))) > GLOBAL_CHANGE:
-        return np.ones(GRID[1], dtype=bool)
-    return (diff.max(axis=(1, 3)) > BLOCK_CHANGE).any(axis=1)
+WHOLE_FRAME_SHARE = 0.6  # bands taller than this in all read the whole frame instead
 
 
 def textured_rows(thumb: np.ndarray) -> np.ndarray:
@@ -84,9 +65,8 @@ class Plan:
 class TextMemory:
     """The last :class:`Reading` of the most recent jobs, and the plan for a job's next frame."""
 
-    def __init__(self, jobs: int = JOBS_REMEMBERED) -> None:
-        self.jobs = jobs
-        self.readings: OrderedDict[str, Reading] = OrderedDict()
+    def __init__(self) -> None:
+        self.readings: RecentJobs[Reading] = RecentJobs()
 
     def plan(self, job_id: str, thumb: np.ndarray, shape: tuple[int, ...]) -> Plan:
         last = self.readings.get(job_id)
@@ -95,7 +75,7 @@ class TextMemory:
         to_read = bands(changed & textured_rows(thumb))
         if sum(bottom - top for top, bottom in to_read) > WHOLE_FRAME_SHARE:
             to_read = [(0.0, 1.0)]
-        if not known:
+        if last is None or not known:
             return Plan([], to_read)
         gone = bands(changed)  # lines touching a changed row (or its margin) are stale
 
@@ -105,7 +85,4 @@ class TextMemory:
         return Plan([line for line in last.lines if stands(line)], to_read)
 
     def remember(self, job_id: str, thumb: np.ndarray, shape: tuple[int, ...], lines) -> None:
-        self.readings[job_id] = Reading(thumb, shape, list(lines))
-        self.readings.move_to_end(job_id)
-        while len(self.readings) > self.jobs:
-            self.readings.popitem(last=False)
+        self.readings.put(job_id, Reading(thumb, shape, list(lines)))

@@ -9,11 +9,12 @@ from typing import Any
 import numpy as np
 
 from framewise.config import Settings
+from framewise.picture_change import thumbnail
 from schemas.messages import FrameBatch
 from stages.ocr.engine import OcrLine, PpOcrEngine
 from stages.ocr.language import LanguageIdentifier, block_language
 from stages.ocr.merge import group_blocks, join_block, track_lines, video_results
-from stages.ocr.reuse import TextMemory, thumbnail
+from stages.ocr.reuse import TextMemory
 from stages.ocr.settings import OcrSettings
 from stages.spec import StageSpec, VideoContext
 

@@ -1,0 +1,56 @@
+"""Where a frame's picture changed since another frame of the same job: the test a model stage
+uses to run its model only where something changed (OCR by rows of blocks, faces when
+nothing changed).
+
+Both frames are reduced to a 480x270 grey thumbnail on a 16x9 grid of blocks and lightly
+blurred against codec noise. A block changed where some pixel moved more than
+``BLOCK_CHANGE`` grey levels. A shift of overall brightness (the median block moved, as in a
+fade or an exposure change) counts as a change everywhere.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Generic, TypeVar
+
+import cv2
+import numpy as np
+
+T = TypeVar("T")
+
+GRID = (16, 9)  # blocks across, down
+BLOCK = 30  # thumbnail pixels per block side
+BLOCK_CHANGE = 25  # grey levels (after a 3x3 blur) that make a block changed
+GLOBAL_CHANGE = 2.0  # grey levels in the median block: a fade or exposure change, every row
+
+
+def thumbnail(frame: np.ndarray) -> np.ndarray:
+    grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+    size = (GRID[0] * BLOCK, GRID[1] * BLOCK)
+    return cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+
+
+def changed_rows(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """Which of the grid's rows of blocks changed; every row for a global change."""
+    diff = cv2.blur(cv2.absdiff(before, after), (3, 3)).reshape(GRID[1], BLOCK, GRID[0], BLOCK)
+    if np.median(diff.mean(axis=(1, 3))) > GLOBAL_CHANGE:
+        return np.ones(GRID[1], dtype=bool)
+    return (diff.max(axis=(1, 3)) > BLOCK_CHANGE).any(axis=1)
+
+
+class RecentJobs(Generic[T]):
+    """One value per job (what a stage last saw of it) for the ``jobs`` most recent jobs.
+    Keyed by job, so nothing seen in one job ever stands in for another's."""
+
+    def __init__(self, jobs: int = 64) -> None:
+        self.jobs = jobs
+        self._values: OrderedDict[str, T] = OrderedDict()
+
+    def get(self, job_id: str) -> T | None:
+        return self._values.get(job_id)
+
+    def put(self, job_id: str, value: T) -> None:
+        self._values[job_id] = value
+        self._values.move_to_end(job_id)
+        while len(self._values) > self.jobs:
+            self._values.popitem(last=False)
