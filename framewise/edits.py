@@ -76,11 +76,12 @@ def film(
     centre: tuple[float, float] = (0.5, 0.5),
     shake: float = 0.0,
     seed: int = 0,
+    size: tuple[int, int] = SIZE,
 ) -> np.ndarray:
     """``frames`` views of ``photo`` by a camera panning ``pan`` output pixels per frame while
     its zoom goes from ``zoom[0]`` to ``zoom[1]`` around ``centre`` (fractions of the photo),
-    plus random hand-held ``shake`` (pixels)."""
-    w, h = SIZE
+    plus random hand-held ``shake`` (pixels), at ``size`` (width, height)."""
+    w, h = size
     ph, pw = photo.shape[:2]
     cover = max(w / pw, h / ph) * 1.25  # the photo at zoom 1 overfills the frame
     rng = np.random.default_rng(seed)
@@ -92,7 +93,7 @@ def film(
         cy = centre[1] * ph * z - h / 2 + pan[1] * i + jitter[1]
         matrix = np.float32([[z, 0, -cx], [0, z, -cy]])
         out[i] = cv2.warpAffine(
-            photo, matrix, SIZE, flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT101
+            photo, matrix, size, flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT101
         )
     return out
 

@@ -11,6 +11,7 @@ from schemas.messages import FrameBatch, JobState
 from stages.aggregator.assembly import video_result
 from stages.profiles import profiles
 from stages.registry import active_stages, stages
+from stages.spec import BatchAnalyzer, VideoContext
 
 
 def run_video_stages(path, settings: Settings) -> VideoResult:
@@ -69,3 +70,14 @@ def frame_message(batch: DecodedBatch, stage_names: list[str]) -> FrameBatch:
         fps=batch.rate,
         stages=stage_names,
     )
+
+
+def stage_context(path, name: str, analyzer: BatchAnalyzer, settings: Settings) -> VideoContext:
+    """``analyzer`` (stage ``name``'s) over every batch of the stage's profile, in process:
+    the context that stage's video finaliser reads."""
+    profile = profiles(settings)[stages()[name].profile]
+    payloads, rate = [], 0.0
+    for batch in decode_video_segment(path, [profile], 0.0, None, 1 << 30):
+        payloads.append(analyzer.analyze(batch.frames, frame_message(batch, [name])))
+        rate = batch.rate
+    return VideoContext(probe_video(path, settings.max_pixels), rate, payloads)

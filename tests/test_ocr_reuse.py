@@ -11,15 +11,12 @@ import pytest
 
 from framewise.config import Settings
 from framewise.edits import film, photos
-from framewise.media import decode_video_segment, probe_video
 from framewise.picture_change import GRID, thumbnail
 from framewise.synthetic import mpeg4_writer
-from stages.local import frame_message
+from stages.local import stage_context
 from stages.ocr.reuse import TextMemory, bands, textured_rows
 from stages.ocr.settings import OcrSettings
 from stages.ocr.stage import OcrAnalyzer, finalize_video
-from stages.profiles import profiles
-from stages.spec import VideoContext
 
 SIZE = (960, 540)
 FPS = 10
@@ -28,15 +25,8 @@ FPS = 10
 def read_video(path: Path, reuse: bool) -> tuple[list[dict], OcrAnalyzer]:
     settings = Settings(stages=["ocr"]).with_groups(OcrSettings(reuse_unchanged=reuse))
     analyzer = OcrAnalyzer(settings)
-    detail = profiles(settings)["detail"]
-    payloads = [
-        analyzer.analyze(batch.frames, frame_message(batch, ["ocr"]))
-        for batch in decode_video_segment(path, [detail], 0.0, None, 1 << 30)
-    ]
-    probe = probe_video(path, settings.max_pixels)
-    return finalize_video(VideoContext(probe, probe.fps, payloads), settings)[
-        "ocr_results"
-    ], analyzer
+    context = stage_context(path, "ocr", analyzer, settings)
+    return finalize_video(context, settings)["ocr_results"], analyzer
 
 
 def test_testvideo_reads_the_same_text_for_a_third_of_the_work(test_video):

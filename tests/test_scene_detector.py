@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from framewise.config import Settings
-from framewise.media import Profile, decode_video_segment, probe_video
-from stages.local import frame_message, run_video_stages
-from stages.profiles import profiles
+from framewise.media import Profile, decode_video_segment
+from stages.local import run_video_stages, stage_context
 from stages.scene.detector import SceneFeatures, ShotDetector, frame_features
 from stages.scene.stage import SceneAnalyzer, finalize_video
-from stages.spec import VideoContext
 
 # How the expected boundaries of testvideo.mp4 were established: we decoded all 720 frames and
 # printed, per frame, mean brightness and the HSV difference to the previous frame, then looked
@@ -91,15 +91,8 @@ def test_dissolve_is_found_inside_the_transition():
 
 def test_boundary_kinds_reach_later_stages_but_not_the_public_body(test_video):
     settings = Settings(stages=["scene"])
-    analyzer = SceneAnalyzer(settings)
-    profile = profiles(settings)["motion"]
-    payloads = [
-        analyzer.analyze(batch.frames, frame_message(batch, ["scene"]))
-        for batch in decode_video_segment(test_video, [profile], 0.0, None, 1 << 30)
-    ]
-    probe = probe_video(test_video, settings.max_pixels)
-    found = finalize_video(VideoContext(probe, probe.fps, payloads), settings)
-    internal = VideoContext(probe, probe.fps, payloads, found)
+    context = stage_context(test_video, "scene", SceneAnalyzer(settings), settings)
+    internal = replace(context, result=finalize_video(context, settings))
     kinds = [b["kind"] for b in internal.shot_boundaries()]
     assert kinds == ["cut", "cut", "fade", "fade", "fade", "dissolve", "fade"]
     assert all(0.5 <= b["confidence"] <= 1 for b in internal.shot_boundaries())
