@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from framewise.config import Settings
 from framewise.media import Profile
-from stages.scene.settings import SceneSettings
-from stages.scene.transnet import CONTEXT_FRAMES
+from stages.scene.settings import TRANSNET_CONTEXT_FRAMES, SceneSettings
 
 RULES_CONTEXT_SECONDS = 0.6  # the flash check and the half-second drift look this far back
 LOWEST_EXACT_FPS = 24  # TransNetV2 gets its full context at this frame rate and above
@@ -13,7 +12,7 @@ LOWEST_EXACT_FPS = 24  # TransNetV2 gets its full context at this frame rate and
 
 def motion_context_seconds(settings: Settings) -> float:
     if settings.group(SceneSettings).detector == "transnetv2":
-        return max(RULES_CONTEXT_SECONDS, (CONTEXT_FRAMES + 1) / LOWEST_EXACT_FPS)
+        return max(RULES_CONTEXT_SECONDS, (TRANSNET_CONTEXT_FRAMES + 1) / LOWEST_EXACT_FPS)
     return RULES_CONTEXT_SECONDS
 
 

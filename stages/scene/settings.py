@@ -7,6 +7,11 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# Frames TransNetV2 needs before each batch: 25 of the previous batch to predict again, with
+# 25 more as their context (stages/scene/transnet.py). Here, so that sampling profiles can be
+# sized without loading the model's module.
+TRANSNET_CONTEXT_FRAMES = 50
+
 
 class SceneSettings(BaseSettings):
     """Each field is the environment variable ``FRAMEWISE_SCENE_<NAME>``."""

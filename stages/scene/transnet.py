@@ -19,9 +19,10 @@ from framewise.config import Settings
 from framewise.inference import InferenceModel, ModelCard
 from framewise.onnx import create_session
 from stages.scene.detector import Boundary
+from stages.scene.settings import TRANSNET_CONTEXT_FRAMES
 
-WINDOW, STEP, SIDE = 100, 50, 25  # frames: a window predicts its middle STEP frames
-CONTEXT_FRAMES = 2 * SIDE  # before a batch: SIDE to re-predict, SIDE as their context
+CONTEXT_FRAMES = TRANSNET_CONTEXT_FRAMES  # before a batch: SIDE to re-predict, SIDE as context
+WINDOW, STEP, SIDE = 100, 50, CONTEXT_FRAMES // 2  # a window predicts its middle STEP frames
 INPUT_SIZE = (48, 27)  # width, height
 FILE = "transnetv2.onnx"
 
