@@ -70,6 +70,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     from framewise.models import fetch_pack, list_models
+    from stages.face.convert import install_blazeface
     from stages.face.packs import PACKS, make_pack
     from stages.face.settings import FaceSettings
     from stages.registry import active_stages, stages
@@ -82,6 +83,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(f"default classifier: {target}")
         target = install_transnetv2(settings.builtin_models_dir, force=args.force)
         print(f"learned shot detector (FRAMEWISE_SCENE_DETECTOR=transnetv2): {target}")
+        target = install_blazeface(settings.builtin_models_dir, force=args.force)
+        print(f"default face detector: {target}")
     if args.action == "fetch":
         if not args.pack or not args.sha256:
             raise SystemExit("framewise models fetch PACK --sha256 HEX [--url URL]")

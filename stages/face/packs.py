@@ -32,7 +32,7 @@ def installed(settings: Settings) -> bool:
     face = settings.group(FaceSettings)
     if face.pack == "insightface":
         return insightface_pack.installed(settings.model_path(face.insightface_dir))
-    return dlib_pack.installed()
+    return dlib_pack.installed(settings)
 
 
 def _either(value: float | None, default: float) -> float:
