@@ -16,24 +16,37 @@ from schemas.messages import FrameBatch
 from stages.face import packs
 from stages.face.allowlist import AllowlistIndex
 from stages.face.embedding import encode_embedding
+from stages.face.pack import AlignedFace
 from stages.face.settings import FaceSettings
+from stages.face.tracks import FaceTracks, signature
+
+IDENTITY = ("embedding", "p_male", "age", "allowlisted")  # what a tracked face repeats
 
 
 class FaceAnalyzer:
     """Detect, align, embed (batched), gender/age (batched), match the allowlist, with the
     configured face pack; the aligned crop of each face is kept in the blob store for the
-    person's thumbnail. A video frame whose picture did not change since the frame its job's
-    faces were last found on (``framewise/picture_change.py``), less than
-    ``FRAMEWISE_FACE_REUSE_SECONDS`` before, repeats those faces without running a model.
-    Detectors waver on borderline faces even in a still picture, so it looks again after that."""
+    person's thumbnail. Two savings on videos, each per job:
+
+    - a frame whose picture did not change since the frame its job's faces were last found on
+      (``framewise/picture_change.py``), less than ``FRAMEWISE_FACE_REUSE_SECONDS`` before,
+      repeats those faces without running a model (detectors waver on borderline faces even
+      in a still picture, so it looks again after that);
+    - a face that continues a track (``stages/face/tracks.py``) repeats the embedding, age,
+      gender and allowlist match read from the track, embedded again after
+      ``FRAMEWISE_FACE_TRACK_SECONDS``."""
 
     def __init__(self, settings: Settings, allowlist: AllowlistIndex | None = None) -> None:
         self.settings = settings
-        self.min_size = settings.group(FaceSettings).min_size
-        self.reuse_seconds = settings.group(FaceSettings).reuse_seconds
+        face = settings.group(FaceSettings)
+        self.min_size = face.min_size
+        self.reuse_seconds = face.reuse_seconds
+        self.track_seconds = face.track_seconds
         self.memory: RecentJobs[Seen] = RecentJobs()
+        self.tracks: RecentJobs[FaceTracks] = RecentJobs()
         self.frames_seen = 0
         self.frames_analysed = 0
+        self.faces_embedded = 0
         self.pack = packs.make_pack(settings).load()
         self.blobs = BlobStore(settings.data_dir)
         self.allowlist = allowlist or AllowlistIndex(
@@ -43,10 +56,16 @@ class FaceAnalyzer:
     def analyze(self, frames: np.ndarray, batch: FrameBatch) -> dict[str, Any]:
         own = frames[batch.context_frames :]
         times = batch.timestamps[batch.context_frames :]
-        reuse = self.reuse_seconds > 0 and batch.media_type == "video"
+        video = batch.media_type == "video"
+        reuse = self.reuse_seconds > 0 and video
         reference = self.memory.get(batch.job_id) if reuse else None
+        tracks = None
+        if video and self.track_seconds > 0:
+            tracks = self.tracks.get(batch.job_id) or FaceTracks()
+            tracks.drop_unsettled()
         repeats: dict[int, int | list[dict]] = {}  # frame -> earlier frame, or faces, it repeats
-        found = []  # (frame index, face index in the frame, aligned face, attributes)
+        found = []  # faces to embed: (frame index, face index in the frame, face, attributes)
+        followed = []  # faces on a track: (frame, face index, face, found index or identity)
         for i, rgb in enumerate(own):
             self.frames_seen += 1
             if reuse:
@@ -61,43 +80,78 @@ class FaceAnalyzer:
                     continue
                 reference = Seen(thumb, rgb.shape, times[i], frame=i)
             self.frames_analysed += 1
-            detections = [
-                d
-                for d in self.pack.detect(rgb)
-                if min(d.bbox[2] - d.bbox[0], d.bbox[3] - d.bbox[1]) >= self.min_size
-            ]
-            faces = self.pack.align(rgb, detections)
-            attributes = self.pack.attributes(rgb, faces)
-            found += [(i, k, f, a) for k, (f, a) in enumerate(zip(faces, attributes, strict=True))]
+            faces = self.pack.align(rgb, self._detect(rgb))
+            fresh = list(range(len(faces)))
+            if tracks is not None:
+                on = tracks.follow(
+                    [f.detection.bbox for f in faces], [signature(f.chip) for f in faces], times[i]
+                )
+                fresh = [
+                    k for k, track in enumerate(on) if track.needs_embedding(self.track_seconds)
+                ]
+                for k in fresh:
+                    on[k].embed_as(len(found) + fresh.index(k))
+                followed += [
+                    (i, k, faces[k], track.known if track.pending is None else track.pending)
+                    for k, track in enumerate(on)
+                    if k not in fresh
+                ]
+            attributes = self.pack.attributes(rgb, [faces[k] for k in fresh])
+            found += [(i, k, faces[k], a) for k, a in zip(fresh, attributes, strict=True)]
         embeddings = self.pack.embed([face for _, _, face, _ in found])
-        out: dict[int, list] = {i: [] for i in range(len(own))}
+        self.faces_embedded += len(found)
+        out: dict[int, dict[int, dict]] = {i: {} for i in range(len(own))}
+        entries = []
         for (i, k, face, (p_male, age)), embedding in zip(found, embeddings, strict=True):
-            h, w = own[i].shape[:2]
-            x0, y0, x1, y1 = np.clip(face.detection.bbox, 0, [w, h, w, h])
-            key = keys.face_crop(batch.job_id, batch.segment_index, batch.batch_index, i, k)
-            jpeg = cv2.imencode(".jpg", face.chip[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])[1]
-            self.blobs.put_bytes(key, jpeg.tobytes())
-            out[i].append(
-                {
-                    "box": [round(float(v), 5) for v in (x0 / w, y0 / h, x1 / w, y1 / h)],
-                    "area": round(float((x1 - x0) * (y1 - y0) / (w * h)), 6),
-                    "score": round(face.detection.score, 4),
-                    "embedding": encode_embedding(embedding),
-                    "pack": self.pack.name,
-                    "p_male": p_male,
-                    "age": age,
-                    "thumbnail": key,
-                    "allowlisted": self.allowlist.match(embedding, batch.owner) is not None,
-                }
-            )
+            entry = self._entry(batch, own[i].shape, i, k, face) | {
+                "embedding": encode_embedding(embedding),
+                "p_male": p_male,
+                "age": age,
+                "allowlisted": self.allowlist.match(embedding, batch.owner) is not None,
+            }
+            entries.append(entry)
+            out[i][k] = entry
+        for i, k, face, source in followed:
+            identity = entries[source] if isinstance(source, int) else source
+            out[i][k] = self._entry(batch, own[i].shape, i, k, face) | {
+                name: identity[name] for name in IDENTITY
+            }
+        listed = {i: [faces[k] for k in sorted(faces)] for i, faces in out.items()}
         for i, source in repeats.items():
-            out[i] = [dict(f) for f in (out[source] if isinstance(source, int) else source)]
+            listed[i] = [dict(f) for f in (listed[source] if isinstance(source, int) else source)]
         if reference is not None:
-            faces = out[reference.frame] if reference.frame is not None else reference.faces
+            faces = listed[reference.frame] if reference.frame is not None else reference.faces
             self.memory.put(
                 batch.job_id, Seen(reference.thumbnail, reference.shape, reference.t, faces)
             )
-        return {"frames": [{"t": times[i], "faces": out[i]} for i in range(len(own))]}
+        if tracks is not None:
+            tracks.settle(entries)
+            self.tracks.put(batch.job_id, tracks)
+        return {"frames": [{"t": times[i], "faces": listed[i]} for i in range(len(own))]}
+
+    def _detect(self, rgb: np.ndarray) -> list:
+        return [
+            d
+            for d in self.pack.detect(rgb)
+            if min(d.bbox[2] - d.bbox[0], d.bbox[3] - d.bbox[1]) >= self.min_size
+        ]
+
+    def _entry(
+        self, batch: FrameBatch, shape: tuple[int, ...], i: int, k: int, face: AlignedFace
+    ) -> dict[str, Any]:
+        """A face's place in its frame, with its aligned crop stored for the thumbnail."""
+        h, w = shape[:2]
+        x0, y0, x1, y1 = np.clip(face.detection.bbox, 0, [w, h, w, h])
+        key = keys.face_crop(batch.job_id, batch.segment_index, batch.batch_index, i, k)
+        jpeg = cv2.imencode(".jpg", face.chip[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])[1]
+        self.blobs.put_bytes(key, jpeg.tobytes())
+        return {
+            "box": [round(float(v), 5) for v in (x0 / w, y0 / h, x1 / w, y1 / h)],
+            "area": round(float((x1 - x0) * (y1 - y0) / (w * h)), 6),
+            "score": round(face.detection.score, 4),
+            "pack": self.pack.name,
+            "thumbnail": key,
+        }
 
 
 @dataclass
