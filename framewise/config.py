@@ -126,6 +126,13 @@ class Settings(BaseSettings):
         description='onnxruntime execution providers in order, e.g. ["CUDAExecutionProvider", '
         '"CPUExecutionProvider"]',
     )
+    onnx_threads: int = Field(
+        1,
+        ge=0,
+        description="threads of each onnxruntime session; 0: onnxruntime's default, a thread "
+        "per core that spins while it waits, for a worker with cores to itself (several "
+        "workers sharing cores waste them spinning)",
+    )
     builtin_models_dir: Path = Field(
         Path(sys.prefix) / "share" / "framewise" / "models",
         description="models that `framewise models install` puts there from the package "

@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from framewise.config import Settings
 from framewise.inference import InferenceModel, ModelCard
 from framewise.onnx import create_session
 from stages.face.pack import Detection
@@ -36,16 +37,16 @@ class BlazeFaceDetector(InferenceModel):
     )
 
     def __init__(
-        self, path: Path, sides: tuple[int, ...], threshold: float, providers: list[str]
+        self, path: Path, sides: tuple[int, ...], threshold: float, settings: Settings
     ) -> None:
         super().__init__()
         self.path = path
         self.sides = sides
         self.threshold = threshold
-        self.providers = providers
+        self.settings = settings
 
     def _load(self) -> None:
-        self.session = create_session(self.path, self.providers, "framewise models install")
+        self.session = create_session(self.path, self.settings, "framewise models install")
 
     def _predict(self, rgb: np.ndarray) -> list[Detection]:
         boxes, scores = zip(*(self.candidates(rgb, side) for side in self.sides), strict=True)

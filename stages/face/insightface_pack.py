@@ -19,6 +19,7 @@ import numpy as np
 
 from framewise.config import Settings
 from framewise.inference import ModelCard, ModelMissing
+from framewise.onnx import session_options
 from stages.face.pack import AlignedFace, Detection, FacePack, PackThresholds, l2_normalise
 from stages.face.settings import FaceSettings
 
@@ -49,7 +50,7 @@ class InsightFacePack(FacePack):
     def __init__(self, settings: Settings) -> None:
         face = settings.group(FaceSettings)
         self.pack_dir = settings.model_path(face.insightface_dir)
-        self.providers = settings.onnx_providers
+        self.settings = settings
         self.detector_name = face.detector
         self.det_size = face.det_size
         self.det_threshold = face.det_threshold
@@ -79,7 +80,11 @@ class InsightFacePack(FacePack):
             if is_yunet(path):  # insightface's router would take it for SCRFD
                 log.info("skipping %s: YuNet is not an insightface model", path.name)
                 continue
-            model = get_model(str(path), providers=self.providers)
+            model = get_model(
+                str(path),
+                providers=self.settings.onnx_providers,
+                sess_options=session_options(self.settings),
+            )
             task = getattr(model, "taskname", None)
             if task == "detection":
                 detectors[path.name] = model

@@ -65,6 +65,8 @@ class PpOcrEngine(InferenceModel):
             "Det.limit_type": "max",
             "Det.limit_side_len": ocr.det_max_side,
             "EngineConfig.onnxruntime.use_cuda": "CUDAExecutionProvider" in s.onnx_providers,
+            "EngineConfig.onnxruntime.intra_op_num_threads": s.onnx_threads or -1,
+            "EngineConfig.onnxruntime.inter_op_num_threads": 1 if s.onnx_threads else -1,
         }
         for key, value, setting in (
             ("Det.model_path", ocr.det_model, "FRAMEWISE_OCR_DET_MODEL"),

@@ -50,10 +50,10 @@ class TransNetV2(InferenceModel):
     def __init__(self, settings: Settings) -> None:
         super().__init__()
         self.path = model_path(settings)
-        self.providers = settings.onnx_providers
+        self.settings = settings
 
     def _load(self) -> None:
-        self.session = create_session(self.path, self.providers, "`framewise models install`")
+        self.session = create_session(self.path, self.settings, "`framewise models install`")
         self.input = self.session.get_inputs()[0].name
 
     def _predict(self, frames: np.ndarray, context_frames: int) -> tuple[int, np.ndarray]:

@@ -181,7 +181,7 @@ class OnnxClassifier(InferenceModel):
             if self.spec.builtin
             else "FRAMEWISE_MODELS_DIR and FRAMEWISE_TAG_MODEL"
         )
-        self.session = create_session(model_path, self.settings.onnx_providers, setting)
+        self.session = create_session(model_path, self.settings, setting)
         self.taxonomy = Taxonomy.load(labels_path, self.settings.group(TagSettings).taxonomy)
         model_input = self.session.get_inputs()[0]
         self.input_name = model_input.name
