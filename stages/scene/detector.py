@@ -38,6 +38,8 @@ HIST_BINS = (16, 4, 4)
 FLAT_TOLERANCE = 6  # levels from the median colour that still count as the flat colour
 SPREAD_LEVEL = 40  # grey levels of change that make a pixel count in ``spread``
 
+Channels = tuple[np.ndarray, np.ndarray, np.ndarray]  # a frame's flat hue, saturation, value
+
 
 def drift_span(rate: float) -> int:
     """Frames over which gradual transitions are measured (about half a second)."""
@@ -80,22 +82,52 @@ def _histogram(hsv: np.ndarray) -> np.ndarray:
     return hist / max(hist.sum(), 1.0)
 
 
-def _mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+def _mean_abs_diff(a: Channels, b: Channels) -> float:
     """Mean HSV change, 0..1. Hue counts as much as the pixels' colourfulness (and saturation
     as much as their brightness): in dark or grey pixels both are codec noise, which flickers
-    at every key frame of dark footage."""
-    diff = cv2.absdiff(a, b).astype(np.float32)
-    hue = np.minimum(diff[..., 0], 180.0 - diff[..., 0]) * (255.0 / 90.0)
-    value = np.minimum(a[..., 2], b[..., 2]).astype(np.float32) / 255.0
-    colour = np.minimum(np.minimum(a[..., 1], b[..., 1]).astype(np.float32) / 255.0, value)
-    return float((hue * colour + diff[..., 1] * value + diff[..., 2]).mean() / (3 * 255.0))
+    at every key frame of dark footage. Products are summed as float32 dot products of the
+    flat channels (about 4x faster than the same sums over HSV images)."""
+    (a_hue, a_sat, a_val), (b_hue, b_sat, b_val) = a, b
+    hue_diff = cv2.absdiff(a_hue, b_hue)
+    hue = np.minimum(hue_diff, 180 - hue_diff).astype(np.float32)  # around the hue circle
+    value = cv2.min(a_val, b_val)
+    colour = cv2.min(cv2.min(a_sat, b_sat), value).astype(np.float32)
+    saturation = cv2.absdiff(a_sat, b_sat).astype(np.float32)
+    total = (
+        float(np.dot(hue, colour)) / 90.0  # hue scaled to 0..255, colour to 0..1
+        + float(np.dot(saturation, value.astype(np.float32))) / 255.0
+        + cv2.sumElems(cv2.absdiff(a_val, b_val))[0]
+    )
+    return total / a_hue.size / (3 * 255.0)
+
+
+def _channels(hsv: np.ndarray) -> Channels:
+    hue, saturation, value = (channel.ravel() for channel in cv2.split(hsv))
+    return hue, saturation, value
+
+
+def _spread(a: np.ndarray, b: np.ndarray) -> float:
+    changed = cv2.compare(cv2.absdiff(a, b), SPREAD_LEVEL, cv2.CMP_GT)
+    return cv2.countNonZero(changed) / changed.size
 
 
 def _flatness(frame: np.ndarray) -> float:
-    """Share of a 64x36 thumbnail within ``FLAT_TOLERANCE`` of its median colour."""
-    thumb = cv2.resize(frame, (64, 36), interpolation=cv2.INTER_AREA).reshape(-1, 3)
-    deviation = np.abs(thumb.astype(np.int16) - np.median(thumb, axis=0).astype(np.int16))
-    return float((deviation.max(axis=1) <= FLAT_TOLERANCE).mean())
+    """Share of a 64x36 thumbnail within ``FLAT_TOLERANCE`` of its median colour (the median
+    from each channel's histogram, as ``np.median`` gives it, truncated to a level)."""
+    thumb = cv2.resize(frame, (64, 36), interpolation=cv2.INTER_AREA)
+    pixels = thumb.reshape(-1, 3)
+    n = len(pixels)
+    median = np.empty(3, np.int16)
+    for c in range(3):
+        cumulative = np.cumsum(np.bincount(pixels[:, c], minlength=256))
+        low, high = np.searchsorted(cumulative, [(n - 1) // 2 + 1, n // 2 + 1])
+        median[c] = (int(low) + int(high)) // 2
+    inside = cv2.inRange(
+        thumb,
+        np.clip(median - FLAT_TOLERANCE, 0, 255).astype(np.uint8),
+        np.clip(median + FLAT_TOLERANCE, 0, 255).astype(np.uint8),
+    )
+    return cv2.countNonZero(inside) / n
 
 
 def frame_features(
@@ -107,6 +139,7 @@ def frame_features(
 ) -> SceneFeatures:
     """Features of ``frames[context_frames:]``; the leading context frames are only compared to."""
     hsv = [cv2.cvtColor(f, cv2.COLOR_RGB2HSV) for f in frames]
+    channels = [_channels(h) for h in hsv]
     grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
     hists = [_histogram(h) for h in hsv]
     span = drift_span(rate)
@@ -115,19 +148,18 @@ def frame_features(
     for i in range(context_frames, len(frames)):
         out.frame_indices.append(frame_indices[i])
         out.timestamps.append(timestamps[i])
-        out.activity.append(_mean_abs_diff(hsv[i], hsv[i - 1]) if i >= 1 else nan)
-        out.luma.append(float(grey[i].mean()))
+        out.activity.append(_mean_abs_diff(channels[i], channels[i - 1]) if i >= 1 else nan)
+        out.luma.append(cv2.mean(grey[i])[0])
         out.flash_gap.append(
-            _mean_abs_diff(hsv[i], hsv[i - FLASH_SPAN]) if i >= FLASH_SPAN else nan
+            _mean_abs_diff(channels[i], channels[i - FLASH_SPAN]) if i >= FLASH_SPAN else nan
         )
         out.drift.append(
             float(0.5 * np.abs(hists[i] - hists[i - span]).sum()) if i >= span else nan
         )
         out.flat.append(_flatness(frames[i]))
-        out.sharpness.append(float(np.abs(cv2.Laplacian(grey[i], cv2.CV_16S)).mean() / 255.0))
-        out.spread.append(
-            float((cv2.absdiff(grey[i], grey[i - 1]) > SPREAD_LEVEL).mean()) if i >= 1 else nan
-        )
+        laplacian = cv2.Laplacian(grey[i], cv2.CV_16S)
+        out.sharpness.append(cv2.norm(laplacian, cv2.NORM_L1) / laplacian.size / 255.0)
+        out.spread.append(_spread(grey[i], grey[i - 1]) if i >= 1 else nan)
     return out
 
 
