@@ -7,6 +7,8 @@ decode workers (and behind them several workers of each stage) work on one video
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
@@ -98,8 +100,12 @@ def build_decode_app(settings: Settings) -> faust.App:
         )
         frames = 0
         keyframe_slots: set[int] = set()
+        ahead = asyncio.ensure_future(in_thread(next, batches, None))
         try:
-            while (batch := await in_thread(next, batches, None)) is not None:
+            while (batch := await ahead) is not None:
+                # Decode the next batch while this one is encoded and stored: the decoder and
+                # the JPEG encoder then keep both cores busy.
+                ahead = asyncio.ensure_future(in_thread(next, batches, None))
                 if task.deadline is not None and time.time() > task.deadline:
                     log.info("decode: %s passed its deadline, stopping", task.job_id)
                     break
@@ -119,6 +125,8 @@ def build_decode_app(settings: Settings) -> faust.App:
                 counts[batch.profile] += 1
                 frames += len(batch.timestamps) - batch.context_frames
         finally:
+            with contextlib.suppress(Exception):  # its error, if any, was raised already
+                await ahead  # the generator must be idle before it is closed
             batches.close()
         return frames
 
