@@ -54,6 +54,7 @@ from framewise.blobstore import BlobStore  # noqa: E402
 from framewise.broker import free_port, wait_for_port  # noqa: E402
 from framewise.config import Settings  # noqa: E402
 from framewise.media import decode_video_segment, probe_video  # noqa: E402
+from framewise.onnx import session_options  # noqa: E402
 from framewise.synthetic import write_cut_video  # noqa: E402
 from ingest_api.client import Backoff, Client  # noqa: E402
 from schemas.messages import FrameBatch  # noqa: E402
@@ -218,18 +219,22 @@ def bench_ocr(batches, video: Path) -> None:
         warm = batches[0][1].model_copy(
             update={"timestamps": [0.0], "frame_indices": [0], "job_id": "warm-up"}
         )
-        analyzer.analyze(batches[0][0][:1], warm)  # sessions, language models
+        analyzer.analyze(batches[0][0][:1], warm)  # sessions
+        analyzer.languages.identify("Copyright")  # lingua loads its models at first use
         analyzer.frames_seen, analyzer.frames_read = 0, 0.0
         return analyzer
 
     # every detail frame read whole, as the direct loop does
     whole = analyzer_for(fps=100.0, reuse_unchanged=False)
-    direct = RapidOCR(
+    threads = whole.settings.onnx_threads
+    direct = RapidOCR(  # with the stage's threads per session
         params={
             "Global.log_level": "warning",
             "Global.use_cls": False,
             "Det.limit_type": "max",
             "Det.limit_side_len": whole.ocr.det_max_side,
+            "EngineConfig.onnxruntime.intra_op_num_threads": threads or -1,
+            "EngineConfig.onnxruntime.inter_op_num_threads": 1 if threads else -1,
         }
     )
     frames = [f for frames, _ in batches for f in frames]
@@ -300,7 +305,9 @@ def bench_tags(batches) -> None:
             print(f"tags     {label}: skipped, no classifier at {model}")
             continue
         analyzer = TagAnalyzer(settings)
-        session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(
+            str(model), session_options(settings), providers=["CPUExecutionProvider"]
+        )
         direct = lambda session=session, card=card: classify_directly(session, frames, card)  # noqa: E731
         direct()
         t_direct, _ = timed(direct)
