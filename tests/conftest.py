@@ -61,6 +61,19 @@ def face_models(tmp_path_factory) -> Path:
     return directory
 
 
+@pytest.fixture(scope="module")
+def face_settings(tmp_path_factory):
+    """The scene and face stages with an empty FRAMEWISE_MODELS_DIR: the default face pack is
+    what `make install` put on disk."""
+    from framewise.config import Settings
+
+    return Settings(
+        models_dir=tmp_path_factory.mktemp("no-models"),
+        data_dir=tmp_path_factory.mktemp("data"),
+        stages=["scene", "face"],
+    )
+
+
 @pytest.fixture(scope="session")
 def faces_video(media, tmp_path_factory) -> Path:
     """group photo 3 s | kitten 3 s | the group photo again, cropped and scaled, 3 s."""

