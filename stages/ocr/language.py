@@ -58,6 +58,13 @@ class LanguageIdentifier:
                 raise ValueError(f"FRAMEWISE_OCR_LANGUAGES: unknown language {code!r}") from exc
         return LanguageDetectorBuilder.from_languages(*chosen).build()
 
+    def load(self) -> None:
+        """Load lingua's models now (about 4 s, once per process) by identifying a short text,
+        which loads what every later short text needs. Loaded inside a job's first OCR call,
+        they held the GIL and stalled the worker's event loop and its Kafka heartbeats.
+        (``with_preloaded_language_models`` loads more: about 200 MiB more here.)"""
+        self.detector.compute_language_confidence_values("Framewise reads text")
+
     def confident(self, text: str) -> str | None:
         """ISO 639-1 code of ``text`` if the identifier is sure enough, else ``None``."""
         if dominant_script(text) is None:

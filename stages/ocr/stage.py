@@ -38,6 +38,7 @@ class OcrAnalyzer:
         self.ocr = settings.group(OcrSettings)
         self.engine = PpOcrEngine(settings).load()
         self.languages = LanguageIdentifier(self.ocr.languages, self.ocr.language_confidence)
+        self.languages.load()  # with the worker, before it consumes
         self.memory = TextMemory()
         self.frames_seen = 0
         self.frames_read = 0.0
