@@ -15,6 +15,7 @@ from framewise.media import decode_video_segment
 from framewise.synthetic import mpeg4_writer
 from stages.face.analyzer import FaceAnalyzer
 from stages.face.settings import FaceSettings
+from stages.face.tracks import FaceTracks, signature
 from stages.local import frame_message, run_video_stages
 from stages.profiles import profiles
 
@@ -98,3 +99,29 @@ def test_a_different_face_in_the_same_place_starts_a_new_track(face_settings, sw
     )
     assert scenes(tracked) == scenes(embedded_all) == [["person_1"], ["person_2"]]
     assert genders(tracked) == genders(embedded_all) == [["female"], ["male"]]
+
+
+def test_tracks_follow_forward_in_time_only_and_forget_a_failed_batch():
+    """The rules of ``FaceTracks`` on their own: a face continues the nearest similar track
+    of an earlier frame, never one seen later (batches may come out of order) nor one too far
+    back, nor a different chip; a track left pending by a batch that failed is forgotten."""
+    rng = np.random.default_rng(0)
+    chip = signature(rng.integers(0, 255, (150, 150, 3), dtype=np.uint8))
+    other = signature(rng.integers(0, 255, (150, 150, 3), dtype=np.uint8))
+    box = np.array([100.0, 100.0, 180.0, 180.0])
+    tracks = FaceTracks()
+    (first,) = tracks.follow([box], [chip], 10.0)
+    first.embed_as(0)
+    tracks.settle([{"embedding": "e"}])
+    (moved,) = tracks.follow([box + 30], [chip], 10.5)  # a little later, a little further
+    assert moved is first and not moved.needs_embedding(5.0)
+    (back_in_time,) = tracks.follow([box + 30], [chip], 9.5)
+    assert back_in_time is not first
+    tracks = FaceTracks()
+    tracks.follow([box], [chip], 0.0)[0].embed_as(0)
+    tracks.settle([{"embedding": "e"}])
+    assert tracks.follow([box], [other], 0.5)[0].known is None  # another face, same place
+    assert tracks.follow([box], [chip], 3.0)[0].known is None  # too long since it was seen
+    tracks.follow([box], [chip], 3.5)[0].embed_as(7)  # its batch fails before settle
+    tracks.drop_unsettled()
+    assert tracks.tracks == []

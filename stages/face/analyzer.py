@@ -16,7 +16,7 @@ from schemas.messages import FrameBatch
 from stages.face import packs
 from stages.face.allowlist import AllowlistIndex
 from stages.face.embedding import encode_embedding
-from stages.face.pack import AlignedFace
+from stages.face.pack import AlignedFace, Detection
 from stages.face.settings import FaceSettings
 from stages.face.tracks import FaceTracks, signature
 
@@ -129,7 +129,7 @@ class FaceAnalyzer:
             self.tracks.put(batch.job_id, tracks)
         return {"frames": [{"t": times[i], "faces": listed[i]} for i in range(len(own))]}
 
-    def _detect(self, rgb: np.ndarray) -> list:
+    def _detect(self, rgb: np.ndarray) -> list[Detection]:
         return [
             d
             for d in self.pack.detect(rgb)
