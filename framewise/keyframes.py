@@ -1,9 +1,11 @@
 """Small JPEG keyframes that outlive the upload, for the results viewer.
 
 Decode writes one keyframe per half second of video (``thumbs/<job>/<slot>.jpg``, slot =
-floor(t * 2)) and one per image of a batch; when a video job ends, the aggregator keeps only
-the keyframe nearest each raw scene's middle and each section's ``thumbnail_timestamp``. They
-are deleted with the job's other media at retention.
+floor(t * 2)), sampled by its own :data:`PROFILE` from the full decoded frame so that its
+size does not depend on which stages a job asked for, and one per image of a batch. When a
+video job ends, the aggregator keeps only the keyframe nearest each raw scene's middle and
+each section's ``thumbnail_timestamp``. They are deleted with the job's other media at
+retention.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ import numpy as np
 
 from framewise import keys
 from framewise.blobstore import BlobStore
+from framewise.media import Profile
 
 SLOTS_PER_SECOND = 2
 MAX_SIDE = 240
+PROFILE = Profile("keyframes", SLOTS_PER_SECOND, MAX_SIDE, batch_frames=4 * SLOTS_PER_SECOND)
 
 
 def slot_of(t: float) -> int:
@@ -26,19 +30,18 @@ def encode(rgb: np.ndarray) -> bytes:
     """A JPEG of at most ``MAX_SIDE`` px on its long side."""
     h, w = rgb.shape[:2]
     scale = min(1.0, MAX_SIDE / max(h, w))
-    small = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), cv2.INTER_AREA)
-    return cv2.imencode(".jpg", small[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes()
+    if scale < 1:
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    return cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes()
 
 
 def write_video_keyframes(
-    blobs: BlobStore, job_id: str, frames: np.ndarray, times: list[float], written: set[int]
+    blobs: BlobStore, job_id: str, frames: np.ndarray, times: list[float]
 ) -> None:
-    """Keyframes for the half-second slots of ``times`` not yet in ``written``."""
+    """The keyframes of a :data:`PROFILE` batch: one per half-second slot."""
     for frame, t in zip(frames, times, strict=True):
-        slot = slot_of(t)
-        if slot not in written:
-            blobs.put_bytes(keys.video_keyframe(job_id, slot), encode(frame))
-            written.add(slot)
+        blobs.put_bytes(keys.video_keyframe(job_id, slot_of(t)), encode(frame))
 
 
 def stored_slots(blobs: BlobStore, job_id: str) -> list[int]:

@@ -94,12 +94,11 @@ def build_decode_app(settings: Settings) -> faust.App:
         await frames_topics[batch.profile].send(key=key, value=to_bytes(message))
 
     async def decode_video(task: DecodeTask, counts: Counter) -> int:
-        selected = [all_profiles[p] for p in task.profiles]
+        selected = [all_profiles[p] for p in task.profiles] + [keyframes.PROFILE]
         batches = decode_video_segment(
             blobs.path(task.blob_key), selected, task.start_s, task.end_s, settings.max_pixels
         )
         frames = 0
-        keyframe_slots: set[int] = set()
         ahead = asyncio.ensure_future(in_thread(next, batches, None))
         try:
             while (batch := await ahead) is not None:
@@ -112,15 +111,15 @@ def build_decode_app(settings: Settings) -> faust.App:
                 if not blobs.exists(task.blob_key):  # the job ended: its upload is gone
                     log.info("decode: %s ended, stopping", task.job_id)
                     break
-                own = batch.context_frames
-                await in_thread(
-                    keyframes.write_video_keyframes,
-                    blobs,
-                    task.job_id,
-                    batch.frames[own:],
-                    batch.timestamps[own:],
-                    keyframe_slots,
-                )
+                if batch.profile == keyframes.PROFILE.name:
+                    await in_thread(
+                        keyframes.write_video_keyframes,
+                        blobs,
+                        task.job_id,
+                        batch.frames,
+                        batch.timestamps,
+                    )
+                    continue
                 await publish(task, batch)
                 counts[batch.profile] += 1
                 frames += len(batch.timestamps) - batch.context_frames
