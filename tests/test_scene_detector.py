@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from framewise.config import Settings
-from framewise.media import Profile, decode_video_segment
+from framewise.media import decode_video_segment
 from stages.local import run_video_stages, stage_context
+from stages.profiles import profiles
 from stages.scene.detector import SceneFeatures, ShotDetector, frame_features
 from stages.scene.stage import SceneAnalyzer, finalize_video
 
@@ -25,7 +26,7 @@ TRANSITIONS = [(211, 240), (331, 360), (394, 423), (528, 559), (664, 693)]
 
 
 def features_of(path, segments, rate=30000 / 1001) -> SceneFeatures:
-    profile = Profile("motion", 0, 256, 64, context_seconds=0.6)
+    profile = profiles(Settings())["motion"]  # what the pipeline decodes by default
     payloads = []
     for start, end in segments:
         for batch in decode_video_segment(path, [profile], start, end, 1 << 30):

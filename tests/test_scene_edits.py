@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from framewise.config import Settings
 from framewise.edits import FPS, SIZE, Edit, edit_suite, photos, score
-from framewise.media import Profile, decode_video_segment
+from framewise.media import decode_video_segment
 from framewise.synthetic import mpeg4_writer
+from stages.profiles import profiles
 from stages.scene.detector import SceneFeatures, ShotDetector, frame_features
 
 
@@ -25,7 +27,7 @@ def decoded_features(edit: Edit, directory: Path) -> SceneFeatures:
     with mpeg4_writer(path, SIZE, FPS, 3_000_000) as write:
         for frame in edit.frames:
             write(frame)
-    profile = Profile("motion", 0, 256, 64, context_seconds=0.6)
+    profile = profiles(Settings())["motion"]  # what the pipeline decodes by default
     payloads = [
         frame_features(
             batch.frames, batch.context_frames, batch.frame_indices, batch.timestamps, FPS
