@@ -42,6 +42,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import av
@@ -50,10 +51,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from framewise import keyframes  # noqa: E402
 from framewise.blobstore import BlobStore  # noqa: E402
 from framewise.broker import free_port, wait_for_port  # noqa: E402
 from framewise.config import Settings  # noqa: E402
-from framewise.media import decode_video_segment, probe_video  # noqa: E402
+from framewise.media import Profile, decode_video_segment, probe_video  # noqa: E402
 from framewise.onnx import session_options  # noqa: E402
 from framewise.synthetic import write_cut_video  # noqa: E402
 from ingest_api.client import Backoff, Client  # noqa: E402
@@ -79,14 +81,23 @@ def raw_decode(path: Path) -> int:
 
 
 def decode_stage(path: Path, blobs: BlobStore) -> int:
+    """What the decode worker does for a job with every stage: both profiles and keyframes,
+    the next batch decoded while the current one is JPEG-encoded and stored."""
     settings = Settings()
-    selected = list(profiles(settings).values())
+    selected = [*profiles(settings).values(), keyframes.PROFILE]
     frames = 0
-    for batch in decode_video_segment(path, selected, 0.0, None, 1 << 30):
-        key = f"bench/{batch.profile}-{batch.batch_index}.frames"
-        blobs.put_frames(key, batch.frames, settings.frame_jpeg_quality)
-        if batch.profile == "motion":
-            frames += len(batch.timestamps) - batch.context_frames
+    batches = decode_video_segment(path, selected, 0.0, None, 1 << 30)
+    with ThreadPoolExecutor(1) as decoder:
+        ahead = decoder.submit(next, batches, None)
+        while (batch := ahead.result()) is not None:
+            ahead = decoder.submit(next, batches, None)
+            if batch.profile == keyframes.PROFILE.name:
+                keyframes.write_video_keyframes(blobs, "bench", batch.frames, batch.timestamps)
+                continue
+            key = f"bench/{batch.profile}-{batch.batch_index}.frames"
+            blobs.put_frames(key, batch.frames, settings.frame_jpeg_quality)
+            if batch.profile == "motion":
+                frames += len(batch.timestamps) - batch.context_frames
     return frames
 
 
@@ -128,13 +139,14 @@ def bench_shots(video: Path, media: Path) -> None:
         else:
             print("shots    transnetv2 skipped: run `framewise models install`")
 
-    # every detector gets the motion profile's frames (256 px, as PySceneDetect's own
-    # downscaling would give it), decoded in advance: the numbers are the detectors alone
-    motion = profiles(Settings())["motion"]
+    # PySceneDetect gets 256 px frames, as its own downscaling of a 1280 px video would give
+    # it; our detectors get the motion profile's frames. All are decoded in advance: the
+    # numbers are the detectors alone.
+    peer_profile = Profile("peer", 0, 256, 64)
     frames = [
         frame
-        for b in decode_video_segment(video, [motion], 0.0, None, 1 << 30)
-        for frame in b.frames[b.context_frames :]
+        for b in decode_video_segment(video, [peer_profile], 0.0, None, 1 << 30)
+        for frame in b.frames
     ]
     detector = AdaptiveDetector()
     start = time.perf_counter()
