@@ -272,8 +272,10 @@ def decode_video_segment(
     start_s: float,
     end_s: float | None,
     max_pixels: int,
+    threads: int = 0,
 ) -> Iterator[DecodedBatch]:
-    """Decode ``[start_s, end_s)`` of a video and yield each profile's batches as they fill.
+    """Decode ``[start_s, end_s)`` of a video and yield each profile's batches as they fill,
+    with ``threads`` FFmpeg threads (0: FFmpeg's choice).
 
     Seeks to the key frame before the segment (minus the longest context), so memory is one
     batch per profile whatever the video's length. Raises :class:`MediaError` on a decode error.
@@ -287,6 +289,7 @@ def decode_video_segment(
     with container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = threads
         native_fps = float(stream.average_rate or stream.guessed_rate or 25.0)
         start_pts = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
         samplers = [ProfileSampler(p, native_fps, start_s) for p in profiles]

@@ -113,7 +113,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     supervisor = Supervisor(env)
     me = [sys.executable, "-m", "launcher.cli"]
     for role in worker_roles(settings):
-        supervisor.start(role, [*me, "worker", role])
+        copies = settings.decode_workers if role == "decode" else 1
+        for copy in range(copies):
+            supervisor.start(f"{role}-{copy + 1}" if copy else role, [*me, "worker", role])
     supervisor.start("api", [*me, "api"])
     print(
         f"       api | {settings.public_api_url}  (docs: {settings.public_api_url}/docs)",

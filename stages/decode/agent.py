@@ -96,7 +96,12 @@ def build_decode_app(settings: Settings) -> faust.App:
     async def decode_video(task: DecodeTask, counts: Counter) -> int:
         selected = [all_profiles[p] for p in task.profiles] + [keyframes.PROFILE]
         batches = decode_video_segment(
-            blobs.path(task.blob_key), selected, task.start_s, task.end_s, settings.max_pixels
+            blobs.path(task.blob_key),
+            selected,
+            task.start_s,
+            task.end_s,
+            settings.max_pixels,
+            settings.decode_threads,
         )
         frames = 0
         ahead = asyncio.ensure_future(in_thread(next, batches, None))
