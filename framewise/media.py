@@ -139,10 +139,11 @@ def shrink(plane: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     1280x720 to 160x90 takes 0.05 ms instead of 0.23, and to 128x72 0.08 ms."""
     width, height = size
     while plane.shape[1] >= 2 * width and plane.shape[0] >= 2 * height:
-        even_h, even_w = plane.shape[0] // 2 * 2, plane.shape[1] // 2 * 2
-        plane = cv2.resize(
-            plane[:even_h, :even_w], (even_w // 2, even_h // 2), interpolation=cv2.INTER_AREA
-        )
+        odd_h, odd_w = plane.shape[0] % 2, plane.shape[1] % 2
+        if odd_h or odd_w:  # repeat the last row or column: the fast path needs even sides
+            plane = cv2.copyMakeBorder(plane, 0, odd_h, 0, odd_w, cv2.BORDER_REPLICATE)
+        half = (plane.shape[1] // 2, plane.shape[0] // 2)
+        plane = cv2.resize(plane, half, interpolation=cv2.INTER_AREA)
     if plane.shape[::-1] == size:
         return plane
     return cv2.resize(plane, size, interpolation=cv2.INTER_AREA)
