@@ -23,6 +23,18 @@ from stages.face.tracks import FaceTracks, signature
 IDENTITY = ("embedding", "p_male", "age", "allowlisted")  # what a tracked face repeats
 
 
+@dataclass
+class FacePlan:
+    """How a batch's faces are read: what reuse and tracking decided, before any embedding."""
+
+    # frame -> the earlier frame of this batch, or the faces of an earlier batch, it repeats
+    repeats: dict[int, int | list[dict]] = field(default_factory=dict)
+    # faces to embed: (frame, face index in the frame, face, (p_male, age))
+    found: list[tuple[int, int, AlignedFace, tuple[float, float]]] = field(default_factory=list)
+    # faces on a track: (frame, face index, face, index into ``found`` or the track's identity)
+    followed: list[tuple[int, int, AlignedFace, int | dict]] = field(default_factory=list)
+
+
 class FaceAnalyzer:
     """Detect, align, embed (batched), gender/age (batched), match the allowlist, with the
     configured face pack; the aligned crop of each face is kept in the blob store for the
@@ -58,14 +70,34 @@ class FaceAnalyzer:
         times = batch.timestamps[batch.context_frames :]
         video = batch.media_type == "video"
         reuse = self.reuse_seconds > 0 and video
-        reference = self.memory.get(batch.job_id) if reuse else None
         tracks = None
         if video and self.track_seconds > 0:
             tracks = self.tracks.get(batch.job_id) or FaceTracks()
             tracks.drop_unsettled()
-        repeats: dict[int, int | list[dict]] = {}  # frame -> earlier frame, or faces, it repeats
-        found = []  # faces to embed: (frame index, face index in the frame, face, attributes)
-        followed = []  # faces on a track: (frame, face index, face, found index or identity)
+        reference = self.memory.get(batch.job_id) if reuse else None
+        plan, reference = self._plan(own, times, reuse, reference, tracks)
+        listed, entries = self._describe(batch, own, plan)
+        if reference is not None:
+            faces = listed[reference.frame] if reference.frame is not None else reference.faces
+            self.memory.put(
+                batch.job_id, Seen(reference.thumbnail, reference.shape, reference.t, faces)
+            )
+        if tracks is not None:
+            tracks.settle(entries)
+            self.tracks.put(batch.job_id, tracks)
+        return {"frames": [{"t": times[i], "faces": listed[i]} for i in range(len(own))]}
+
+    def _plan(
+        self,
+        own: np.ndarray,
+        times: list[float],
+        reuse: bool,
+        reference: Seen | None,
+        tracks: FaceTracks | None,
+    ) -> tuple[FacePlan, Seen | None]:
+        """Detect and align where the picture changed; of those faces, the ones to embed and
+        the ones that continue a track. Also the frame later batches compare with."""
+        plan = FacePlan()
         for i, rgb in enumerate(own):
             self.frames_seen += 1
             if reuse:
@@ -76,7 +108,8 @@ class FaceAnalyzer:
                     and 0 <= times[i] - reference.t < self.reuse_seconds
                 )
                 if recent and not changed_rows(reference.thumbnail, thumb).any():
-                    repeats[i] = reference.faces if reference.frame is None else reference.frame
+                    earlier = reference.faces if reference.frame is None else reference.frame
+                    plan.repeats[i] = earlier
                     continue
                 reference = Seen(thumb, rgb.shape, times[i], frame=i)
             self.frames_analysed += 1
@@ -90,19 +123,26 @@ class FaceAnalyzer:
                     k for k, track in enumerate(on) if track.needs_embedding(self.track_seconds)
                 ]
                 for k in fresh:
-                    on[k].embed_as(len(found) + fresh.index(k))
-                followed += [
+                    on[k].embed_as(len(plan.found) + fresh.index(k))
+                plan.followed += [
                     (i, k, faces[k], track.known if track.pending is None else track.pending)
                     for k, track in enumerate(on)
                     if k not in fresh
                 ]
             attributes = self.pack.attributes(rgb, [faces[k] for k in fresh])
-            found += [(i, k, faces[k], a) for k, a in zip(fresh, attributes, strict=True)]
-        embeddings = self.pack.embed([face for _, _, face, _ in found])
-        self.faces_embedded += len(found)
+            plan.found += [(i, k, faces[k], a) for k, a in zip(fresh, attributes, strict=True)]
+        return plan, reference
+
+    def _describe(
+        self, batch: FrameBatch, own: np.ndarray, plan: FacePlan
+    ) -> tuple[dict[int, list[dict]], list[dict]]:
+        """Each frame's face entries (embedded in one batch, repeated from a track or from an
+        unchanged frame), and the freshly embedded entries in ``plan.found`` order."""
+        embeddings = self.pack.embed([face for _, _, face, _ in plan.found])
+        self.faces_embedded += len(plan.found)
         out: dict[int, dict[int, dict]] = {i: {} for i in range(len(own))}
         entries = []
-        for (i, k, face, (p_male, age)), embedding in zip(found, embeddings, strict=True):
+        for (i, k, face, (p_male, age)), embedding in zip(plan.found, embeddings, strict=True):
             entry = self._entry(batch, own[i].shape, i, k, face) | {
                 "embedding": encode_embedding(embedding),
                 "p_male": p_male,
@@ -111,23 +151,15 @@ class FaceAnalyzer:
             }
             entries.append(entry)
             out[i][k] = entry
-        for i, k, face, source in followed:
+        for i, k, face, source in plan.followed:
             identity = entries[source] if isinstance(source, int) else source
             out[i][k] = self._entry(batch, own[i].shape, i, k, face) | {
                 name: identity[name] for name in IDENTITY
             }
         listed = {i: [faces[k] for k in sorted(faces)] for i, faces in out.items()}
-        for i, source in repeats.items():
+        for i, source in plan.repeats.items():
             listed[i] = [dict(f) for f in (listed[source] if isinstance(source, int) else source)]
-        if reference is not None:
-            faces = listed[reference.frame] if reference.frame is not None else reference.faces
-            self.memory.put(
-                batch.job_id, Seen(reference.thumbnail, reference.shape, reference.t, faces)
-            )
-        if tracks is not None:
-            tracks.settle(entries)
-            self.tracks.put(batch.job_id, tracks)
-        return {"frames": [{"t": times[i], "faces": listed[i]} for i in range(len(own))]}
+        return listed, entries
 
     def _detect(self, rgb: np.ndarray) -> list[Detection]:
         return [
