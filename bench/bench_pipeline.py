@@ -222,6 +222,7 @@ def detail_batches(path: Path, settings: Settings) -> list[tuple[np.ndarray, Fra
 def bench_ocr(batches, video: Path) -> None:
     from rapidocr import RapidOCR
 
+    from stages.ocr.engine import rapidocr_params
     from stages.ocr.settings import OcrSettings
     from stages.ocr.stage import OcrAnalyzer, finalize_video
     from stages.spec import VideoContext
@@ -238,17 +239,7 @@ def bench_ocr(batches, video: Path) -> None:
 
     # every detail frame read whole, as the direct loop does
     whole = analyzer_for(fps=100.0, reuse_unchanged=False)
-    threads = whole.settings.onnx_threads
-    direct = RapidOCR(  # with the stage's threads per session
-        params={
-            "Global.log_level": "warning",
-            "Global.use_cls": False,
-            "Det.limit_type": "max",
-            "Det.limit_side_len": whole.ocr.det_max_side,
-            "EngineConfig.onnxruntime.intra_op_num_threads": threads or -1,
-            "EngineConfig.onnxruntime.inter_op_num_threads": 1 if threads else -1,
-        }
-    )
+    direct = RapidOCR(params=rapidocr_params(whole.settings))  # the stage's configuration
     frames = [f for frames, _ in batches for f in frames]
     direct(np.ascontiguousarray(frames[0][..., ::-1]))
     t_stage, _ = timed(lambda: [whole.analyze(f, m) for f, m in batches])

@@ -57,25 +57,7 @@ class PpOcrEngine(InferenceModel):
     def _load(self) -> None:
         from rapidocr import RapidOCR
 
-        s, ocr = self.settings, self.settings.group(OcrSettings)
-        params: dict = {
-            "Global.log_level": "warning",
-            "Global.use_cls": ocr.angle_classifier,
-            "Global.text_score": ocr.min_score,
-            "Det.limit_type": "max",
-            "Det.limit_side_len": ocr.det_max_side,
-            "EngineConfig.onnxruntime.use_cuda": "CUDAExecutionProvider" in s.onnx_providers,
-            "EngineConfig.onnxruntime.intra_op_num_threads": s.onnx_threads or -1,
-            "EngineConfig.onnxruntime.inter_op_num_threads": 1 if s.onnx_threads else -1,
-        }
-        for key, value, setting in (
-            ("Det.model_path", ocr.det_model, "FRAMEWISE_OCR_DET_MODEL"),
-            ("Rec.model_path", ocr.rec_model, "FRAMEWISE_OCR_REC_MODEL"),
-            ("Rec.rec_keys_path", ocr.rec_keys, "FRAMEWISE_OCR_REC_KEYS"),
-        ):
-            if value:
-                params[key] = str(require_file(s.model_path(value), setting))
-        self.engine = RapidOCR(params=params)
+        self.engine = RapidOCR(params=rapidocr_params(self.settings))
 
     def _predict(self, frame: np.ndarray) -> list[OcrLine]:
         """Lines read on one RGB frame; recognition runs only on detected boxes."""
@@ -92,3 +74,27 @@ class PpOcrEngine(InferenceModel):
             if any(ch.isalpha() for ch in text) and score >= self.min_score:
                 lines.append(OcrLine(text.strip(), float(score), (x0 / w, y0 / h, x1 / w, y1 / h)))
         return lines
+
+
+def rapidocr_params(settings: Settings) -> dict:
+    """rapidocr's configuration from ours: detector size, score floor, models, provider and
+    threads (the benchmark's direct baseline uses the same)."""
+    ocr = settings.group(OcrSettings)
+    params: dict = {
+        "Global.log_level": "warning",
+        "Global.use_cls": ocr.angle_classifier,
+        "Global.text_score": ocr.min_score,
+        "Det.limit_type": "max",
+        "Det.limit_side_len": ocr.det_max_side,
+        "EngineConfig.onnxruntime.use_cuda": "CUDAExecutionProvider" in settings.onnx_providers,
+        "EngineConfig.onnxruntime.intra_op_num_threads": settings.onnx_threads or -1,
+        "EngineConfig.onnxruntime.inter_op_num_threads": 1 if settings.onnx_threads else -1,
+    }
+    for key, value, setting in (
+        ("Det.model_path", ocr.det_model, "FRAMEWISE_OCR_DET_MODEL"),
+        ("Rec.model_path", ocr.rec_model, "FRAMEWISE_OCR_REC_MODEL"),
+        ("Rec.rec_keys_path", ocr.rec_keys, "FRAMEWISE_OCR_REC_KEYS"),
+    ):
+        if value:
+            params[key] = str(require_file(settings.model_path(value), setting))
+    return params
