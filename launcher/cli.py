@@ -75,6 +75,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     from stages.face.convert import install_blazeface
     from stages.face.packs import PACKS, make_pack
     from stages.face.settings import FaceSettings
+    from stages.ocr.quantize import install_int8_detector
+    from stages.ocr.settings import OcrSettings
     from stages.registry import active_stages, stages
     from stages.scene.convert import install_transnetv2
     from stages.tag.convert import install_default_classifier
@@ -87,6 +89,9 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(f"learned shot detector (FRAMEWISE_SCENE_DETECTOR=transnetv2): {target}")
         target = install_blazeface(settings.builtin_models_dir, force=args.force)
         print(f"default face detector: {target}")
+        side = settings.group(OcrSettings).det_max_side
+        target = install_int8_detector(settings.builtin_models_dir, side, force=args.force)
+        print(f"default OCR detector (8-bit): {target}")
     if args.action == "fetch":
         if not args.pack or not args.sha256:
             raise SystemExit("framewise models fetch PACK --sha256 HEX [--url URL]")

@@ -7,6 +7,7 @@ bundles PP-OCR ONNX models. This class is the one place that knows it: frames in
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -37,14 +38,45 @@ class OcrLine:
         )
 
 
+WHEEL_DETECTOR = "PP-OCRv6_det_small.onnx"  # in rapidocr's models folder
+INT8_DETECTOR = "ocr/PP-OCRv6_det_small.int8.onnx"  # in FRAMEWISE_BUILTIN_MODELS_DIR
+
+
+def float_detector() -> Path:
+    import rapidocr
+
+    return Path(rapidocr.__file__).parent / "models" / WHEEL_DETECTOR
+
+
+def runs_int8_detector(settings: Settings) -> bool:
+    """``FRAMEWISE_OCR_DET_PRECISION``: ``auto`` is 8-bit on the CPU, float with CUDA."""
+    ocr = settings.group(OcrSettings)
+    if ocr.det_model or ocr.det_precision == "fp32":
+        return False
+    return ocr.det_precision == "int8" or "CUDAExecutionProvider" not in settings.onnx_providers
+
+
+def detector_file(settings: Settings) -> Path:
+    """The detector the stage runs: ``FRAMEWISE_OCR_DET_MODEL``, else the wheel's, quantized
+    at install (``stages/ocr/quantize.py``) unless ``FRAMEWISE_OCR_DET_PRECISION`` says fp32."""
+    ocr = settings.group(OcrSettings)
+    if ocr.det_model:
+        return settings.model_path(ocr.det_model)
+    if runs_int8_detector(settings):
+        return settings.builtin_models_dir / INT8_DETECTOR
+    return float_detector()
+
+
 class PpOcrEngine(InferenceModel):
     """``load`` once per worker, ``predict`` per frame."""
 
     card = ModelCard(
         role="OCR",
-        name="PaddleOCR PP-OCRv6 small detection and recognition (ONNX, in the rapidocr wheel)",
+        name="PaddleOCR PP-OCRv6 small detection (8-bit, quantized at install) and recognition "
+        "(ONNX, in the rapidocr wheel)",
         license="Apache-2.0",
-        source="PyPI rapidocr (or FRAMEWISE_OCR_DET_MODEL / FRAMEWISE_OCR_REC_MODEL)",
+        source="PyPI rapidocr, detector quantized by `framewise models install` (or "
+        "FRAMEWISE_OCR_DET_MODEL / FRAMEWISE_OCR_REC_MODEL)",
         commercial_use=True,
     )
 
@@ -90,8 +122,11 @@ def rapidocr_params(settings: Settings) -> dict:
         "EngineConfig.onnxruntime.intra_op_num_threads": settings.onnx_threads or -1,
         "EngineConfig.onnxruntime.inter_op_num_threads": 1 if settings.onnx_threads else -1,
     }
+    setting = "FRAMEWISE_OCR_DET_MODEL"
+    if not ocr.det_model and runs_int8_detector(settings):
+        setting = "FRAMEWISE_OCR_DET_PRECISION=fp32, or run `framewise models install`"
+    params["Det.model_path"] = str(require_file(detector_file(settings), setting))
     for key, value, setting in (
-        ("Det.model_path", ocr.det_model, "FRAMEWISE_OCR_DET_MODEL"),
         ("Rec.model_path", ocr.rec_model, "FRAMEWISE_OCR_REC_MODEL"),
         ("Rec.rec_keys_path", ocr.rec_keys, "FRAMEWISE_OCR_REC_KEYS"),
     ):

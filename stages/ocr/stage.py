@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,7 +10,7 @@ import numpy as np
 from framewise.config import Settings
 from framewise.picture_change import thumbnail
 from schemas.messages import FrameBatch
-from stages.ocr.engine import OcrLine, PpOcrEngine
+from stages.ocr.engine import OcrLine, PpOcrEngine, detector_file
 from stages.ocr.language import LanguageIdentifier, block_language
 from stages.ocr.merge import group_blocks, join_block, track_lines, video_results
 from stages.ocr.reuse import TextMemory
@@ -112,14 +111,6 @@ def finalize_video(ctx: VideoContext, settings: Settings) -> dict[str, Any]:
     return {"ocr_results": results}
 
 
-def ocr_models_path(settings: Settings) -> Path:
-    """Where the OCR models come from: the configured detector, or rapidocr's own."""
-    import rapidocr
-
-    det_model = settings.group(OcrSettings).det_model
-    return settings.model_path(det_model) if det_model else Path(rapidocr.__file__).parent
-
-
 OCR = StageSpec(
     name="ocr",
     profile="detail",
@@ -127,5 +118,5 @@ OCR = StageSpec(
     make_analyzer=OcrAnalyzer,
     finalize_video=finalize_video,
     finalize_image=finalize_image,
-    models=lambda settings: [(PpOcrEngine.card, ocr_models_path(settings))],
+    models=lambda settings: [(PpOcrEngine.card, detector_file(settings))],
 )
