@@ -222,7 +222,7 @@ def detail_batches(path: Path, settings: Settings) -> list[tuple[np.ndarray, Fra
 def bench_ocr(batches, video: Path) -> None:
     from rapidocr import RapidOCR
 
-    from stages.ocr.engine import rapidocr_params
+    from stages.ocr.engine import PpOcrEngine, rapidocr_params
     from stages.ocr.settings import OcrSettings
     from stages.ocr.stage import OcrAnalyzer, finalize_video
     from stages.spec import VideoContext
@@ -251,7 +251,8 @@ def bench_ocr(batches, video: Path) -> None:
         f"ratio {t_direct / t_stage:.2f}x of direct"
     )
     # the 8-bit detector (the CPU default) against the wheel's float one, same frames
-    floating = analyzer_for(fps=100.0, reuse_unchanged=False, det_precision="fp32")
+    floating = analyzer_for(fps=100.0, reuse_unchanged=False)
+    floating.engine = PpOcrEngine(Settings(model_precision="fp32")).load()
     t_float, float_payloads = timed(lambda: [floating.analyze(f, m) for f, m in batches])
     int8_payloads = [whole.analyze(f, m) for f, m in batches]
     texts = [

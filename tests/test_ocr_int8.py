@@ -13,13 +13,13 @@ from framewise.config import Settings
 from framewise.edits import photos
 from stages.local import image_frame_batch, run_video_stages
 from stages.ocr import quantize
-from stages.ocr.engine import INT8_DETECTOR, detector_file, float_detector, runs_int8_detector
+from stages.ocr.engine import INT8_DETECTOR, detector_file, float_detector
 from stages.ocr.quantize import detector_inputs, quantize_detector
 from stages.ocr.settings import OcrSettings
 from stages.ocr.stage import OcrAnalyzer
 
 INT8 = Settings(stages=["ocr"])
-FLOAT = INT8.with_groups(OcrSettings(det_precision="fp32"))
+FLOAT = Settings(stages=["ocr"], model_precision="fp32")
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def lines(analyzer: OcrAnalyzer, rgb: np.ndarray) -> list[str]:
 
 
 def test_the_default_on_the_cpu_is_the_installed_8_bit_file_and_cuda_keeps_float():
-    assert runs_int8_detector(Settings())
+    assert Settings().runs_int8
     assert detector_file(Settings()) == Settings().builtin_models_dir / INT8_DETECTOR
     on_cuda = Settings(onnx_providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
     assert detector_file(on_cuda) == float_detector()
@@ -89,7 +89,7 @@ def test_quantizing_is_repeatable_and_checked_against_the_float_detector(
     assert again.read_bytes() == detector_file(INT8).read_bytes()
     first, second = detector_inputs(2, 0, 960), detector_inputs(2, 0, 960)
     assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
-    monkeypatch.setattr(quantize, "MAX_DISAGREEMENT", -1.0)
+    monkeypatch.setattr(quantize, "MAX_DISAGREEMENT", -1.0)  # read when the check runs
     with pytest.raises(RuntimeError, match="departs"):
         quantize_detector(float_detector(), tmp_path / "refused.onnx", 960)
     assert not list(tmp_path.glob("refused*"))

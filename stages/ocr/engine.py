@@ -48,21 +48,13 @@ def float_detector() -> Path:
     return Path(rapidocr.__file__).parent / "models" / WHEEL_DETECTOR
 
 
-def runs_int8_detector(settings: Settings) -> bool:
-    """``FRAMEWISE_OCR_DET_PRECISION``: ``auto`` is 8-bit on the CPU, float with CUDA."""
-    ocr = settings.group(OcrSettings)
-    if ocr.det_model or ocr.det_precision == "fp32":
-        return False
-    return ocr.det_precision == "int8" or "CUDAExecutionProvider" not in settings.onnx_providers
-
-
 def detector_file(settings: Settings) -> Path:
     """The detector the stage runs: ``FRAMEWISE_OCR_DET_MODEL``, else the wheel's, quantized
-    at install (``stages/ocr/quantize.py``) unless ``FRAMEWISE_OCR_DET_PRECISION`` says fp32."""
+    at install (``stages/ocr/quantize.py``) where ``FRAMEWISE_MODEL_PRECISION`` asks for it."""
     ocr = settings.group(OcrSettings)
     if ocr.det_model:
         return settings.model_path(ocr.det_model)
-    if runs_int8_detector(settings):
+    if settings.runs_int8:
         return settings.builtin_models_dir / INT8_DETECTOR
     return float_detector()
 
@@ -123,8 +115,8 @@ def rapidocr_params(settings: Settings) -> dict:
         "EngineConfig.onnxruntime.inter_op_num_threads": 1 if settings.onnx_threads else -1,
     }
     setting = "FRAMEWISE_OCR_DET_MODEL"
-    if not ocr.det_model and runs_int8_detector(settings):
-        setting = "FRAMEWISE_OCR_DET_PRECISION=fp32, or run `framewise models install`"
+    if not ocr.det_model and settings.runs_int8:
+        setting = "FRAMEWISE_MODEL_PRECISION=fp32, or run `framewise models install`"
     params["Det.model_path"] = str(require_file(detector_file(settings), setting))
     for key, value, setting in (
         ("Rec.model_path", ocr.rec_model, "FRAMEWISE_OCR_REC_MODEL"),

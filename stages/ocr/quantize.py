@@ -1,28 +1,23 @@
 """Install-time 8-bit quantization of PP-OCR's text detector (the rapidocr wheel's ONNX file).
 
-PP-OCR detection is about three quarters of the OCR stage's CPU time: 0.16-0.19 s per 720p frame
-at 960 px on one thread. onnxruntime's static QDQ quantization (int8 weights per channel,
-uint8 activations) runs it in about 0.1 s. The activation ranges are calibrated on synthetic
-frames made here with a fixed seed (text of many sizes, fonts and colours over smooth colour
-fields, blocks and grain), so the install needs no media and gives the same file every time.
-Before it is kept, the quantized detector's text map is compared with the float one's on
-frames it was not calibrated on. What it reads against the float detector on real media is
+PP-OCR detection is about three quarters of the OCR stage's CPU time: 0.16-0.19 s per 720p
+frame at 960 px on one thread; quantized (``framewise/quantize.py``) it takes about 0.1 s. The
+activation ranges are calibrated on synthetic frames made here with a fixed seed (text of many
+sizes, fonts and colours over smooth colour fields, blocks and grain). Before it is kept, the
+quantized detector's text map is compared with the float one's on frames it was not
+calibrated on. What it reads against the float detector on real media is
 in docs/models.md and ``tests/test_ocr_int8.py``.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-log = logging.getLogger(__name__)
+from framewise.quantize import quantize_model
 
-OPSET = 17  # the wheel's file is opset 11, where QDQ cannot carry per-channel scales
 CALIBRATION_FRAMES = 16
 CHECK_FRAMES = 4
 THRESHOLD = 0.3  # PP-OCR's DB binarisation threshold (rapidocr's default)
@@ -75,59 +70,21 @@ def detector_inputs(count: int, seed: int, det_max_side: int) -> list[np.ndarray
 
 
 def quantize_detector(source: Path, target: Path, det_max_side: int) -> Path:
-    """Quantize ``source`` into ``target``; refuse (and keep nothing) where the quantized text
-    map departs from the float one on frames outside the calibration set."""
-    import onnx
-    import onnxruntime as ort
-    from onnx import version_converter
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quantize_static,
+    """Quantize ``source`` into ``target``; refuse (and keep nothing) where the text map falls
+    on the other side of DB's threshold than the float one's on more than
+    ``MAX_DISAGREEMENT`` of the pixels of frames outside the calibration set."""
+
+    def agrees(expected: np.ndarray, got: np.ndarray) -> bool:
+        return bool(((expected > THRESHOLD) != (got > THRESHOLD)).mean() <= MAX_DISAGREEMENT)
+
+    return quantize_model(
+        source,
+        target,
+        detector_inputs(CALIBRATION_FRAMES, 0, det_max_side),
+        detector_inputs(CHECK_FRAMES, 1, det_max_side),
+        agrees,
+        "OCR detector",
     )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    model = version_converter.convert_version(onnx.load(str(source)), OPSET)
-    name = model.graph.input[0].name
-    calibration = detector_inputs(CALIBRATION_FRAMES, 0, det_max_side)
-
-    class Frames(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.inputs = iter([{name: x} for x in calibration])
-
-        def get_next(self) -> dict | None:
-            return next(self.inputs, None)
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    part = target.with_suffix(".part")
-    with tempfile.TemporaryDirectory() as tmp:
-        converted, prepared = Path(tmp) / "opset.onnx", Path(tmp) / "prepared.onnx"
-        onnx.save(model, str(converted))
-        quant_pre_process(str(converted), str(prepared), skip_symbolic_shape=True)
-        quantize_static(
-            str(prepared),
-            str(part),
-            Frames(),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            weight_type=QuantType.QInt8,
-            activation_type=QuantType.QUInt8,
-        )
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    sessions = [
-        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        for path in (source, part)
-    ]
-    for x in detector_inputs(CHECK_FRAMES, 1, det_max_side):
-        expected, got = (s.run(None, {name: x})[0] > THRESHOLD for s in sessions)
-        if (expected != got).mean() > MAX_DISAGREEMENT:
-            part.unlink()
-            raise RuntimeError("the quantized OCR detector departs from the float one")
-    os.replace(part, target)
-    log.info("quantized the OCR detector to %s", target)
-    return target
 
 
 def install_int8_detector(out_dir: Path, det_max_side: int, force: bool = False) -> Path:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -21,12 +19,6 @@ class OcrSettings(BaseSettings):
     rec_model: str | None = Field(None, description="PP-OCR recognition ONNX; unset: rapidocr's")
     rec_keys: str | None = Field(
         None, description="the recognition model's dictionary, if not embedded in the model"
-    )
-    det_precision: Literal["auto", "int8", "fp32"] = Field(
-        "auto",
-        description="the bundled detector in 8 bits (quantized at install, about 1.6x faster on "
-        "the CPU, docs/models.md) or as float; auto: 8 bits unless the CUDA provider is "
-        "configured",
     )
     det_max_side: int = Field(960, ge=64, description="detector input, longest side")
     fps: float = Field(1.0, gt=0, description="video frames per second the OCR stage reads")
