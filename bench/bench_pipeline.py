@@ -51,7 +51,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from framewise import keyframes  # noqa: E402
+from framewise import keys  # noqa: E402
 from framewise.blobstore import BlobStore  # noqa: E402
 from framewise.broker import free_port, wait_for_port  # noqa: E402
 from framewise.config import Settings  # noqa: E402
@@ -59,7 +59,9 @@ from framewise.media import Profile, decode_video_segment, probe_video  # noqa: 
 from framewise.onnx import session_options  # noqa: E402
 from framewise.synthetic import write_cut_video  # noqa: E402
 from ingest_api.client import Backoff, Client  # noqa: E402
-from schemas.messages import FrameBatch  # noqa: E402
+from schemas.messages import FrameBatch, IngestRequest  # noqa: E402
+from stages.decode.planner import plan  # noqa: E402
+from stages.decode.segment import decode_segment  # noqa: E402
 from stages.local import frame_message, image_frame_batch  # noqa: E402
 from stages.profiles import profiles  # noqa: E402
 from stages.scene.detector import SceneFeatures, ShotDetector, frame_features  # noqa: E402
@@ -80,25 +82,20 @@ def raw_decode(path: Path) -> int:
         return sum(1 for _ in container.decode(stream))
 
 
-def decode_stage(path: Path, blobs: BlobStore) -> int:
-    """What the decode worker does for a job with every stage: both profiles and keyframes,
-    the next batch decoded while the current one is JPEG-encoded and stored."""
+BENCH_JOB = "video_bench_decode_stage"
+
+
+def decode_stage(blobs: BlobStore) -> None:
+    """What the decode worker does for a job with every stage, its upload in ``blobs``: plan
+    the segments, then decode ``FRAMEWISE_DECODE_CONCURRENCY`` of them at once, each storing
+    both profiles' JPEG batches and the keyframes (``stages/decode/segment.py``)."""
     settings = Settings()
-    selected = [*profiles(settings).values(), keyframes.PROFILE]
-    frames = 0
-    batches = decode_video_segment(path, selected, 0.0, None, 1 << 30)
-    with ThreadPoolExecutor(1) as decoder:
-        ahead = decoder.submit(next, batches, None)
-        while (batch := ahead.result()) is not None:
-            ahead = decoder.submit(next, batches, None)
-            if batch.profile == keyframes.PROFILE.name:
-                keyframes.write_video_keyframes(blobs, "bench", batch.frames, batch.timestamps)
-                continue
-            key = f"bench/{batch.profile}-{batch.batch_index}.frames"
-            blobs.put_frames(key, batch.frames, settings.frame_jpeg_quality)
-            if batch.profile == "motion":
-                frames += len(batch.timestamps) - batch.context_frames
-    return frames
+    request = IngestRequest(
+        job_id=BENCH_JOB, media_type="video", video_blob_key=keys.uploaded_video(BENCH_JOB)
+    )
+    _, tasks, _ = plan(request, blobs, settings)
+    with ThreadPoolExecutor(settings.decode_concurrency) as pool:
+        list(pool.map(lambda task: decode_segment(task, blobs, settings, lambda _: None), tasks))
 
 
 def scene_stage(path: Path) -> int:
@@ -622,10 +619,12 @@ def people_video(video: Path, media: Path, out: Path) -> Path:
 def bench_decode_and_scene(video: Path) -> None:
     t_raw, n_raw = timed(lambda: raw_decode(video))
     with tempfile.TemporaryDirectory() as tmp:
-        t_dec, n_dec = timed(lambda: decode_stage(video, BlobStore(Path(tmp))))
+        blobs = BlobStore(Path(tmp))
+        blobs.put_bytes(keys.uploaded_video(BENCH_JOB), video.read_bytes())
+        t_dec, _ = timed(lambda: decode_stage(blobs))
     print(f"decode   raw PyAV loop      {n_raw / t_raw:8.1f} frames/s")
     print(
-        f"decode   stage (2 profiles) {n_dec / t_dec:8.1f} frames/s   "
+        f"decode   stage (2 profiles) {n_raw / t_dec:8.1f} frames/s   "
         f"ratio {t_raw / t_dec:.2f}x of raw"
     )
 

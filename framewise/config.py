@@ -85,27 +85,32 @@ class Settings(BaseSettings):
 
     # --- decode ------------------------------------------------------------------------------
     segment_seconds: float = Field(
-        60.0, gt=0, description="a video is split into segments decoded by different workers"
+        60.0,
+        gt=0,
+        description="a video is split into segments of at most this long, decoded by different "
+        "workers or at once by one; a shorter video into FRAMEWISE_DECODE_CONCURRENCY equal ones",
     )
     decode_workers: int = Field(
+        1, ge=1, description="decode processes `framewise up` runs (compose: --scale decode=N)"
+    )
+    decode_concurrency: int = Field(
         2,
         ge=1,
-        description="decode processes `framewise up` runs; FFmpeg's frame threads keep only "
-        "about 1.4 cores busy on one H.264 stream, so a second process decoding another segment "
-        "uses the rest",
+        description="segments one decode worker decodes at once, each in its own thread; with "
+        "one FFmpeg thread each, two segments keep two cores busy (FFmpeg's frame threads on "
+        "one H.264 stream keep only about 1.45 busy) on about 20% less CPU per frame",
     )
     decode_threads: int = Field(
-        0,
+        1,
         ge=0,
-        description="FFmpeg threads decoding one segment; 0: FFmpeg's choice (frame threads, "
-        "faster for one short video); 1 costs about 20% less CPU per frame where several "
-        "segments or jobs keep every decode worker busy",
+        description="FFmpeg threads decoding one segment; 0: FFmpeg's choice (frame threads), "
+        "for a worker that decodes one segment at a time (FRAMEWISE_DECODE_CONCURRENCY=1)",
     )
     decode_window: int = Field(
         4,
         ge=1,
-        description="segments of one video queued for decoding at once, about twice the decode "
-        "processes so that each has one; the next is released as one ends, so a long video "
+        description="segments of one video queued for decoding at once, at least the decode "
+        "workers times their concurrency; the next is released as one ends, so a long video "
         "cannot starve the jobs submitted after it",
     )
     motion_fps: float = Field(0.0, ge=0, description="motion profile rate (scene); 0: every frame")

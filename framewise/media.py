@@ -85,17 +85,28 @@ def probe_video(path: Path, max_pixels: int) -> VideoProbe:
         )
 
 
+@dataclass(frozen=True)
+class TimelineScan:
+    """What a video's packets say of its timeline, read without decoding."""
+
+    slots: list[int]  # the occupied ``segment_seconds`` slots, in order
+    packets: int  # frames held
+    keyframes: list[float]  # seconds from the start, in order
+    last_in_slot: dict[int, float]  # the latest frame of each occupied slot
+
+
 def occupied_segments(
     path: Path, segment_seconds: float, deadline: float | None = None
-) -> tuple[list[int], int]:
-    """The indices of the ``segment_seconds`` slots of the timeline that hold at least one
-    frame, and the number of frames, from the packets alone (no decoding).
+) -> TimelineScan:
+    """The ``segment_seconds`` slots of the timeline that hold at least one frame, the number
+    of frames and where the key frames are, from the packets alone (no decoding).
 
     A plan built from these costs what the media really holds: two frames a day apart make two
     segments, not 1,441 (the timestamps a container claims cost nothing to fake). Raises
     :class:`MediaError` when ``deadline`` (epoch seconds) passes while reading.
     """
-    occupied: set[int] = set()
+    last_in_slot: dict[int, float] = {}
+    keyframes: list[float] = []
     packets = 0
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
@@ -106,10 +117,13 @@ def occupied_segments(
                 continue
             packets += 1
             t = max(0.0, float((stamp - start_pts) * stream.time_base))
-            occupied.add(int(t // segment_seconds))
+            slot = int(t // segment_seconds)
+            last_in_slot[slot] = max(t, last_in_slot.get(slot, t))
+            if packet.is_keyframe:
+                keyframes.append(t)
             if deadline is not None and packets % 4096 == 0 and time.time() > deadline:
                 raise PlanningTimeout("Max-Processing-Time passed while reading the video")
-    return sorted(occupied), packets
+    return TimelineScan(sorted(last_in_slot), packets, sorted(keyframes), last_in_slot)
 
 
 class PlanningTimeout(MediaError):

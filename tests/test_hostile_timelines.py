@@ -3,17 +3,19 @@ job keeps its Max-Processing-Time, and progress never goes backwards."""
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from framewise.blobstore import BlobStore
 from framewise.config import Settings
-from framewise.media import occupied_segments
+from framewise.media import TimelineScan, occupied_segments
 from framewise.synthetic import write_cut_video, write_timeline_video
 from schemas.messages import IngestRequest
-from stages.decode.planner import plan
+from stages.decode.planner import plan, segment_length, segment_starts
 
 DAY_MS = 86_400_000
 
@@ -34,17 +36,55 @@ def test_two_frames_a_day_apart_make_two_segments(tmp_path):
     path = tmp_path / "gap.mp4"
     write_timeline_video(path, [0, DAY_MS])
     assert path.stat().st_size < 4096
-    assert occupied_segments(path, 60.0) == ([0, 1440], 2)
+    scan = occupied_segments(path, 60.0)
+    assert (scan.slots, scan.packets) == ([0, 1440], 2)
     planned, tasks = plan_of(path, tmp_path, segment_seconds=60.0)
     assert planned.n_segments == 2
-    assert [(t.start_s, t.end_s) for t in tasks] == [(0.0, 86_400.0), (86_400.0, None)]
+    (first, second) = tasks
+    assert first.start_s == 0.0 and second.start_s == first.end_s and second.end_s is None
+    assert 86_400 - 60 < first.end_s <= 86_400  # the slot of the second frame
 
 
-def test_a_continuous_video_keeps_its_segment_grid(tmp_path):
+def test_a_continuous_video_is_cut_into_equal_segments_at_key_frames(tmp_path):
+    """Three segments of at most 20 s for 50 s, each starting just after a key frame (by the
+    context and a frame), so that no decoder decodes a group of pictures for nothing."""
     path = tmp_path / "cuts.mp4"
     write_cut_video(path, seconds=50, shot_seconds=10)
     _, tasks = plan_of(path, tmp_path, segment_seconds=20.0)
-    assert [(t.start_s, t.end_s) for t in tasks] == [(0.0, 20.0), (20.0, 40.0), (40.0, None)]
+    keyframes = occupied_segments(path, 50 / 3).keyframes
+    lead = 0.6 + 1 / 30 + 0.01
+    assert len(tasks) == 3 and tasks[0].start_s == 0.0 and tasks[-1].end_s is None
+    for k, task in enumerate(tasks[1:], start=1):
+        assert task.start_s == tasks[k - 1].end_s
+        assert abs(task.start_s - k * 50 / 3) < 50 / 6
+        assert min(abs(task.start_s - lead - key) for key in keyframes) < 1e-6
+
+
+def test_a_segment_start_moves_to_a_key_frame_only_where_it_keeps_frames():
+    lead = 0.65
+    # testvideo.mp4's key frames: 16.02 is nearer the middle (12 s) than 6.01
+    scan = TimelineScan([0, 1], 720, [0.0, 1.0, 6.01, 16.02], {0: 11.98, 1: 23.98})
+    assert segment_starts(scan, 12.0, lead) == [0.0, pytest.approx(16.02 + lead)]
+    # two frames a day apart: moving past the second one would leave its segment empty
+    scan = TimelineScan([0, 1440], 2, [0.0, 86_400.0], {0: 0.0, 1440: 86_400.0})
+    assert segment_starts(scan, 60.0, lead) == [0.0, 86_400.0]
+    # no key frame near: the slot's own start
+    scan = TimelineScan([0, 1], 600, [0.0], {0: 9.9, 1: 19.9})
+    assert segment_starts(scan, 10.0, lead) == [0.0, 10.0]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "lengths"),
+    [(24.0, [12.0, 12.0]), (6.0, [4.0, 2.0]), (3.0, [3.0]), (130.0, [130 / 3] * 3)],
+)
+def test_a_short_video_is_split_for_every_decoder_of_a_worker(seconds, lengths):
+    """Two segments decoded at once (FRAMEWISE_DECODE_CONCURRENCY=2) even for 24 s, but none
+    under 4 s; a long video in equal segments of at most FRAMEWISE_SEGMENT_SECONDS."""
+    length = segment_length(seconds, Settings())
+    cuts = [min(seconds, length * k) for k in range(1, math.ceil(seconds / length - 1e-9) + 1)]
+    assert np.diff([0.0, *cuts]) == pytest.approx(lengths)
+    one_at_a_time = Settings(decode_concurrency=1)
+    assert segment_length(seconds, one_at_a_time) >= min(seconds, lengths[0])
 
 
 def test_a_faked_timeline_keeps_its_deadline_and_starves_nobody(pipeline, tmp_path, test_video):
@@ -110,7 +150,7 @@ def test_a_truncated_video_is_refused_by_the_plan(tmp_path, test_video):
         plan_of(half, tmp_path)
     assert refused.value.code == "corrupt_media" and "of the 720 frames" in refused.value.message
     whole = truncated_copy(test_video, tmp_path / "x.mp4").with_suffix(".whole.mp4")
-    assert plan_of(whole, tmp_path)[0].n_segments == 1  # the same file whole is fine
+    assert plan_of(whole, tmp_path)[0].n_segments == 2  # the same file whole is fine
 
 
 def test_a_truncated_video_fails_with_corrupt_media(pipeline, tmp_path, test_video):

@@ -1,14 +1,15 @@
 """The decode worker: plans ingested jobs and decodes their segments into frame batches.
 
 Two agents in one consumer group (``framewise-decode``): ``plan`` reads the public ingest topic,
-``decode`` reads decode tasks. A long video is split into segments keyed separately, so several
-decode workers (and behind them several workers of each stage) work on one video at once.
+``decode`` reads decode tasks. A video is split into segments keyed separately, so several
+decode workers (and behind them several workers of each stage) work on one video at once, and
+each worker decodes ``FRAMEWISE_DECODE_CONCURRENCY`` segments at once, in threads
+(``stages/decode/segment.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import Counter
@@ -19,10 +20,11 @@ from framewise import keyframes, keys, topics
 from framewise.blobstore import BlobStore
 from framewise.config import Settings
 from framewise.kafka import dead_letter, in_thread, make_app, to_bytes, topic, valid_events
-from framewise.media import DecodedBatch, MediaError, decode_image, decode_video_segment, resize_to
+from framewise.media import DecodedBatch, MediaError, decode_image, resize_to
 from schemas.api import ErrorCode, JobError
 from schemas.messages import DecodeTask, FrameBatch, IngestRequest, JobFailed, SegmentDecoded
 from stages.decode.planner import plan
+from stages.decode.segment import decode_segment, store_batch
 from stages.profiles import profiles
 
 log = logging.getLogger(__name__)
@@ -70,68 +72,18 @@ def build_decode_app(settings: Settings) -> faust.App:
                     key=keys.segment_key(task.job_id, task.segment_index), value=to_bytes(task)
                 )
 
-    async def publish(task: DecodeTask, batch: DecodedBatch) -> None:
-        blob_key = keys.frame_batch(
-            task.job_id, batch.profile, task.segment_index, batch.batch_index
-        )
-        await in_thread(blobs.put_frames, blob_key, batch.frames, settings.frame_jpeg_quality)
-        message = FrameBatch(
-            job_id=task.job_id,
-            media_type=task.media_type,
-            profile=batch.profile,
-            segment_index=task.segment_index,
-            batch_index=batch.batch_index,
-            blob_key=blob_key,
-            context_frames=batch.context_frames,
-            frame_indices=batch.frame_indices,
-            timestamps=batch.timestamps,
-            fps=batch.rate,
-            stages=task.stages,
-            deadline=task.deadline,
-            owner=task.owner,
-        )
-        key = keys.batch_key(task.job_id, task.segment_index, batch.batch_index)
-        await frames_topics[batch.profile].send(key=key, value=to_bytes(message))
+    async def send(message: FrameBatch) -> None:
+        key = keys.batch_key(message.job_id, message.segment_index, message.batch_index)
+        await frames_topics[message.profile].send(key=key, value=to_bytes(message))
 
     async def decode_video(task: DecodeTask, counts: Counter) -> int:
-        selected = [all_profiles[p] for p in task.profiles] + [keyframes.PROFILE]
-        batches = decode_video_segment(
-            blobs.path(task.blob_key),
-            selected,
-            task.start_s,
-            task.end_s,
-            settings.max_pixels,
-            settings.decode_threads,
-        )
-        frames = 0
-        ahead = asyncio.ensure_future(in_thread(next, batches, None))
-        try:
-            while (batch := await ahead) is not None:
-                # Decode the next batch while this one is encoded and stored: the decoder and
-                # the JPEG encoder then keep both cores busy.
-                ahead = asyncio.ensure_future(in_thread(next, batches, None))
-                if task.deadline is not None and time.time() > task.deadline:
-                    log.info("decode: %s passed its deadline, stopping", task.job_id)
-                    break
-                if not blobs.exists(task.blob_key):  # the job ended: its upload is gone
-                    log.info("decode: %s ended, stopping", task.job_id)
-                    break
-                if batch.profile == keyframes.PROFILE.name:
-                    await in_thread(
-                        keyframes.write_video_keyframes,
-                        blobs,
-                        task.job_id,
-                        batch.frames,
-                        batch.timestamps,
-                    )
-                    continue
-                await publish(task, batch)
-                counts[batch.profile] += 1
-                frames += len(batch.timestamps) - batch.context_frames
-        finally:
-            with contextlib.suppress(Exception):  # its error, if any, was raised already
-                await ahead  # the generator must be idle before it is closed
-            batches.close()
+        loop = asyncio.get_running_loop()
+
+        def send_from_thread(message: FrameBatch) -> None:
+            asyncio.run_coroutine_threadsafe(send(message), loop).result()
+
+        found, frames = await in_thread(decode_segment, task, blobs, settings, send_from_thread)
+        counts.update(found)
         return frames
 
     async def decode_one_image(task: DecodeTask, counts: Counter) -> int:
@@ -141,11 +93,14 @@ def build_decode_app(settings: Settings) -> faust.App:
         blobs.put_bytes(keys.image_thumbnail(task.job_id, task.segment_index), thumbnail)
         for name in task.profiles:
             resized = await in_thread(resize_to, image, all_profiles[name].max_side)
-            await publish(task, DecodedBatch(name, 0, resized[None], 0, [0], [0.0], rate=0.0))
+            batch = DecodedBatch(name, 0, resized[None], 0, [0], [0.0], rate=0.0)
+            await send(await in_thread(store_batch, task, batch, blobs, settings))
             counts[name] += 1
         return 1
 
-    @app.agent(decode_tasks, name="framewise.decode")
+    # Several segments at once, each on one FFmpeg thread: two single-threaded decoders keep
+    # two cores busy on less CPU per frame than FFmpeg's frame threads on one segment.
+    @app.agent(decode_tasks, name="framewise.decode", concurrency=settings.decode_concurrency)
     async def decode(stream):
         parse = DecodeTask.model_validate_json
         async for event, task in valid_events(

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from datetime import UTC, datetime
 
 from framewise import keys
 from framewise.blobstore import BlobStore
 from framewise.config import Settings
-from framewise.media import MediaError, occupied_segments, probe_video
+from framewise.media import MediaError, TimelineScan, occupied_segments, probe_video
 from schemas.api import ErrorCode, JobError
 from schemas.messages import DecodeTask, IngestRequest, JobPlanned, SegmentDecoded, VideoProbe
+from stages.profiles import motion_context_seconds
 from stages.registry import enabled_stages
 
 
@@ -46,21 +48,50 @@ def check_complete(probe: VideoProbe, packets: int) -> None:
         )
 
 
-def segment_tasks(
-    blob_key: str, slots: list[int], segment_seconds: float, common: dict
-) -> list[DecodeTask]:
-    """One decode task per occupied slot of the timeline; each runs to the next occupied slot,
-    so the tasks cover the whole timeline and empty stretches cost nothing."""
-    bounds = [slot * segment_seconds for slot in slots]
+SHORTEST_SEGMENT_S = 4.0  # below it, a second decoder's seek costs more than it saves
+
+
+def segment_length(duration_s: float, settings: Settings) -> float:
+    """Segments of equal length, at most ``FRAMEWISE_SEGMENT_SECONDS``, and at least as many
+    as one worker decodes at once (``FRAMEWISE_DECODE_CONCURRENCY``) so that a short video is
+    decoded on every core too, but not shorter than ``SHORTEST_SEGMENT_S`` for that. A claimed
+    duration costs nothing to fake; the tasks still follow the frames really held."""
+    if duration_s <= 0:
+        return settings.segment_seconds
+    count = max(settings.decode_concurrency, math.ceil(duration_s / settings.segment_seconds))
+    return max(min(SHORTEST_SEGMENT_S, settings.segment_seconds), duration_s / count)
+
+
+def segment_starts(scan: TimelineScan, length: float, lead: float) -> list[float]:
+    """Where each occupied slot's segment starts: at the slot's start, or moved to ``lead``
+    after the key frame nearest to it where that keeps the segment's frames. A decoder seeks to
+    the key frame before its segment's start less the context (``lead``: the longest context
+    and one frame); started just after a key frame, it decodes nothing for nothing."""
+    starts = [0.0]
+    for slot in scan.slots[1:]:
+        nominal = slot * length
+        candidates = [
+            k + lead
+            for k in scan.keyframes
+            if starts[-1] < k + lead <= scan.last_in_slot[slot] and k + lead < nominal + length
+        ]
+        best = min(candidates, key=lambda start: abs(start - nominal), default=nominal)
+        starts.append(best if abs(best - nominal) < length / 2 else nominal)
+    return starts
+
+
+def segment_tasks(blob_key: str, starts: list[float], common: dict) -> list[DecodeTask]:
+    """One decode task per start; each runs to the next start, so the tasks cover the whole
+    timeline and empty stretches cost nothing."""
     return [
         DecodeTask(
             blob_key=blob_key,
             segment_index=i,
-            start_s=0.0 if i == 0 else start,
-            end_s=bounds[i + 1] if i + 1 < len(bounds) else None,
+            start_s=start,
+            end_s=starts[i + 1] if i + 1 < len(starts) else None,
             **common,
         )
-        for i, start in enumerate(bounds)
+        for i, start in enumerate(starts)
     ]
 
 
@@ -92,9 +123,11 @@ def plan(
         if not blobs.exists(key):
             raise MediaError(ErrorCode.unsupported_media, f"blob {key!r} is not in the blob store")
         probe = probe_video(blobs.path(key), settings.max_pixels)
-        slots, packets = occupied_segments(blobs.path(key), settings.segment_seconds, deadline)
-        check_complete(probe, packets)
-        tasks = segment_tasks(key, slots or [0], settings.segment_seconds, common)
+        length = segment_length(probe.duration_seconds, settings)
+        scan = occupied_segments(blobs.path(key), length, deadline)
+        check_complete(probe, scan.packets)
+        lead = motion_context_seconds(settings) + 1.0 / (probe.fps or 25.0) + 0.01
+        tasks = segment_tasks(key, segment_starts(scan, length, lead), common)
         n_segments = len(tasks)
         external_ids: list[str] = []
     else:
