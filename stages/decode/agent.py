@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import faust
 
@@ -76,13 +77,19 @@ def build_decode_app(settings: Settings) -> faust.App:
         key = keys.batch_key(message.job_id, message.segment_index, message.batch_index)
         await frames_topics[message.profile].send(key=key, value=to_bytes(message))
 
+    # Segments are decoded on these threads only: each thread keeps its decoder's and OpenCV's
+    # buffers, so a worker's memory stays what two threads hold however many segments it saw.
+    decoders = ThreadPoolExecutor(settings.decode_concurrency, thread_name_prefix="decode")
+
     async def decode_video(task: DecodeTask, counts: Counter) -> int:
         loop = asyncio.get_running_loop()
 
         def send_from_thread(message: FrameBatch) -> None:
             asyncio.run_coroutine_threadsafe(send(message), loop).result()
 
-        found, frames = await in_thread(decode_segment, task, blobs, settings, send_from_thread)
+        found, frames = await loop.run_in_executor(
+            decoders, decode_segment, task, blobs, settings, send_from_thread
+        )
         counts.update(found)
         return frames
 
