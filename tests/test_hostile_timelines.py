@@ -73,6 +73,16 @@ def test_a_segment_start_moves_to_a_key_frame_only_where_it_keeps_frames():
     assert segment_starts(scan, 10.0, lead) == [0.0, 10.0]
 
 
+def test_placing_segments_looks_only_at_the_key_frames_around_each_slot():
+    """200,000 slots with a key frame each: each slot looks at the two key frames around its
+    start (a scan of every key frame for every slot would take 4e10 steps)."""
+    n = 200_000
+    times = [10.0 * i + 1.0 for i in range(n)]
+    scan = TimelineScan(list(range(n)), n, times, {i: 10.0 * i + 9.0 for i in range(n)})
+    starts = segment_starts(scan, 10.0, 0.5)
+    assert len(starts) == n and starts[1] == 11.5 and starts[-1] == 10.0 * (n - 1) + 1.5
+
+
 @pytest.mark.parametrize(
     ("seconds", "lengths"),
     [(24.0, [12.0, 12.0]), (6.0, [4.0, 2.0]), (3.0, [3.0]), (130.0, [130 / 3] * 3)],

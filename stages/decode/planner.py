@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import math
 from datetime import UTC, datetime
 
@@ -70,9 +71,10 @@ def segment_starts(scan: TimelineScan, length: float, lead: float) -> list[float
     starts = [0.0]
     for slot in scan.slots[1:]:
         nominal = slot * length
+        nearest = bisect.bisect_left(scan.keyframes, nominal - lead)  # the key frames around
         candidates = [
             k + lead
-            for k in scan.keyframes
+            for k in scan.keyframes[max(0, nearest - 1) : nearest + 1]
             if starts[-1] < k + lead <= scan.last_in_slot[slot] and k + lead < nominal + length
         ]
         best = min(candidates, key=lambda start: abs(start - nominal), default=nominal)
