@@ -104,6 +104,8 @@ def test_a_missing_8_bit_file_names_the_install_command(tmp_path):
 def test_models_lists_the_file_the_stage_runs():
     from stages.ocr.stage import OCR
 
-    ((_, path),) = OCR.models(INT8)
+    ((card, path),) = OCR.models(INT8)
     assert path == detector_file(INT8) and path.name.endswith(".int8.onnx")
-    assert Path(path).parent.name == "ocr"
+    assert Path(path).parent.name == "ocr" and "8-bit" in card.name
+    ((card, path),) = OCR.models(FLOAT)
+    assert path == float_detector() and "8-bit" not in card.name

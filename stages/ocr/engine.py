@@ -6,7 +6,7 @@ bundles PP-OCR ONNX models. This class is the one place that knows it: frames in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -64,13 +64,24 @@ class PpOcrEngine(InferenceModel):
 
     card = ModelCard(
         role="OCR",
-        name="PaddleOCR PP-OCRv6 small detection (8-bit, quantized at install) and recognition "
-        "(ONNX, in the rapidocr wheel)",
+        name="PaddleOCR PP-OCRv6 small detection and recognition (ONNX, in the rapidocr wheel)",
         license="Apache-2.0",
-        source="PyPI rapidocr, detector quantized by `framewise models install` (or "
-        "FRAMEWISE_OCR_DET_MODEL / FRAMEWISE_OCR_REC_MODEL)",
+        source="PyPI rapidocr (or FRAMEWISE_OCR_DET_MODEL / FRAMEWISE_OCR_REC_MODEL)",
         commercial_use=True,
     )
+    int8_card = replace(
+        card,
+        name="PaddleOCR PP-OCRv6 small detection (8-bit, quantized at install) and recognition "
+        "(ONNX, in the rapidocr wheel)",
+        source="PyPI rapidocr, detector quantized by `framewise models install` (or "
+        "FRAMEWISE_OCR_DET_MODEL / FRAMEWISE_OCR_REC_MODEL)",
+    )
+
+    @classmethod
+    def card_for(cls, settings: Settings) -> ModelCard:
+        """What `framewise models` says of the detector that ``settings`` run."""
+        quantized = settings.runs_int8 and not settings.group(OcrSettings).det_model
+        return cls.int8_card if quantized else cls.card
 
     def __init__(self, settings: Settings) -> None:
         super().__init__()

@@ -118,5 +118,5 @@ OCR = StageSpec(
     make_analyzer=OcrAnalyzer,
     finalize_video=finalize_video,
     finalize_image=finalize_image,
-    models=lambda settings: [(PpOcrEngine.card, detector_file(settings))],
+    models=lambda settings: [(PpOcrEngine.card_for(settings), detector_file(settings))],
 )
