@@ -46,17 +46,18 @@ def test_two_frames_a_day_apart_make_two_segments(tmp_path):
 
 
 def test_a_continuous_video_is_cut_into_equal_segments_at_key_frames(tmp_path):
-    """Three segments of at most 20 s for 50 s, each starting just after a key frame (by the
-    context and a frame), so that no decoder decodes a group of pictures for nothing."""
+    """Four segments of at most 20 s for 50 s (a multiple of the two a worker decodes at
+    once), each starting just after a key frame (by the context and a frame), so that no
+    decoder decodes a group of pictures for nothing."""
     path = tmp_path / "cuts.mp4"
     write_cut_video(path, seconds=50, shot_seconds=10)
     _, tasks = plan_of(path, tmp_path, segment_seconds=20.0)
-    keyframes = occupied_segments(path, 50 / 3).keyframes
+    keyframes = occupied_segments(path, 50 / 4).keyframes
     lead = 0.6 + 1 / 30 + 0.01
-    assert len(tasks) == 3 and tasks[0].start_s == 0.0 and tasks[-1].end_s is None
+    assert len(tasks) == 4 and tasks[0].start_s == 0.0 and tasks[-1].end_s is None
     for k, task in enumerate(tasks[1:], start=1):
         assert task.start_s == tasks[k - 1].end_s
-        assert abs(task.start_s - k * 50 / 3) < 50 / 6
+        assert abs(task.start_s - k * 50 / 4) < 50 / 8
         assert min(abs(task.start_s - lead - key) for key in keyframes) < 1e-6
 
 
@@ -85,11 +86,12 @@ def test_placing_segments_looks_only_at_the_key_frames_around_each_slot():
 
 @pytest.mark.parametrize(
     ("seconds", "lengths"),
-    [(24.0, [12.0, 12.0]), (6.0, [4.0, 2.0]), (3.0, [3.0]), (130.0, [130 / 3] * 3)],
+    [(24.0, [12.0, 12.0]), (6.0, [4.0, 2.0]), (3.0, [3.0]), (130.0, [32.5] * 4)],
 )
 def test_a_short_video_is_split_for_every_decoder_of_a_worker(seconds, lengths):
     """Two segments decoded at once (FRAMEWISE_DECODE_CONCURRENCY=2) even for 24 s, but none
-    under 4 s; a long video in equal segments of at most FRAMEWISE_SEGMENT_SECONDS."""
+    under 4 s; a long video in equal segments of at most FRAMEWISE_SEGMENT_SECONDS, as many as
+    a multiple of two, so that neither decoder idles while the other decodes the last one."""
     length = segment_length(seconds, Settings())
     cuts = [min(seconds, length * k) for k in range(1, math.ceil(seconds / length - 1e-9) + 1)]
     assert np.diff([0.0, *cuts]) == pytest.approx(lengths)

@@ -53,13 +53,15 @@ SHORTEST_SEGMENT_S = 4.0  # below it, a second decoder's seek costs more than it
 
 
 def segment_length(duration_s: float, settings: Settings) -> float:
-    """Segments of equal length, at most ``FRAMEWISE_SEGMENT_SECONDS``, and at least as many
-    as one worker decodes at once (``FRAMEWISE_DECODE_CONCURRENCY``) so that a short video is
-    decoded on every core too, but not shorter than ``SHORTEST_SEGMENT_S`` for that. A claimed
-    duration costs nothing to fake; the tasks still follow the frames really held."""
+    """Segments of equal length, at most ``FRAMEWISE_SEGMENT_SECONDS``, as many as a multiple
+    of the segments one worker decodes at once (``FRAMEWISE_DECODE_CONCURRENCY``), so that a
+    short video is decoded on every core too and no decoder idles while another decodes the
+    last one; not shorter than ``SHORTEST_SEGMENT_S`` for that. A claimed duration costs
+    nothing to fake; the tasks still follow the frames really held."""
     if duration_s <= 0:
         return settings.segment_seconds
-    count = max(settings.decode_concurrency, math.ceil(duration_s / settings.segment_seconds))
+    per_worker = settings.decode_concurrency  # a multiple of it: no decoder idles at the end
+    count = per_worker * math.ceil(duration_s / settings.segment_seconds / per_worker)
     return max(min(SHORTEST_SEGMENT_S, settings.segment_seconds), duration_s / count)
 
 
