@@ -281,6 +281,19 @@ class ProfileSampler:
         return batch
 
 
+SMALL_PROFILE_SIDE = 320  # frames scaled to this or less, from 4x or more, for the option below
+
+
+def deblocking_optional(profiles: list[Profile], width: int, height: int) -> bool:
+    """Whether every profile scales frames down 4x or more, to at most ``SMALL_PROFILE_SIDE``.
+    Then the decoder skips the loop filter on frames no other frame refers to (H.264's
+    ``skip_loop_filter=noref``): about 10% less CPU per frame, and no error carried into later
+    frames; at 128 px the frames differ from filtered ones by 0.006 levels on average and 4 at
+    most (``tests/test_media_scaling.py``). Detail frames keep the filter."""
+    largest = max((p.max_side for p in profiles), default=0)
+    return 0 < largest <= SMALL_PROFILE_SIDE and max(width, height) >= 4 * largest
+
+
 def decode_video_segment(
     path: Path,
     profiles: list[Profile],
@@ -305,6 +318,8 @@ def decode_video_segment(
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         stream.codec_context.thread_count = threads
+        if deblocking_optional(profiles, stream.codec_context.width, stream.codec_context.height):
+            stream.codec_context.options = {"skip_loop_filter": "noref"}
         native_fps = float(stream.average_rate or stream.guessed_rate or 25.0)
         start_pts = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
         samplers = [ProfileSampler(p, native_fps, start_s) for p in profiles]
