@@ -87,8 +87,9 @@ class Settings(BaseSettings):
     segment_seconds: float = Field(
         60.0,
         gt=0,
-        description="a video is split into segments of at most this long, decoded by different "
-        "workers or at once by one; a shorter video into FRAMEWISE_DECODE_CONCURRENCY equal ones",
+        description="a video is split into equal segments of at most this long, decoded by "
+        "different workers or at once by one, as many as a multiple of "
+        "FRAMEWISE_DECODE_CONCURRENCY (a short video too), of 4 s or more",
     )
     decode_workers: int = Field(
         1, ge=1, description="decode processes `framewise up` runs (compose: --scale decode=N)"
