@@ -95,7 +95,7 @@ class TimelineScan:
     last_in_slot: dict[int, float]  # the latest frame of each occupied slot
 
 
-def occupied_segments(
+def scan_timeline(
     path: Path, segment_seconds: float, deadline: float | None = None
 ) -> TimelineScan:
     """The ``segment_seconds`` slots of the timeline that hold at least one frame, the number

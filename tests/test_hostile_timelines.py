@@ -12,7 +12,7 @@ import pytest
 
 from framewise.blobstore import BlobStore
 from framewise.config import Settings
-from framewise.media import TimelineScan, occupied_segments
+from framewise.media import TimelineScan, scan_timeline
 from framewise.synthetic import write_cut_video, write_timeline_video
 from schemas.messages import IngestRequest
 from stages.decode.planner import plan, segment_length, segment_starts
@@ -36,7 +36,7 @@ def test_two_frames_a_day_apart_make_two_segments(tmp_path):
     path = tmp_path / "gap.mp4"
     write_timeline_video(path, [0, DAY_MS])
     assert path.stat().st_size < 4096
-    scan = occupied_segments(path, 60.0)
+    scan = scan_timeline(path, 60.0)
     assert (scan.slots, scan.packets) == ([0, 1440], 2)
     planned, tasks = plan_of(path, tmp_path, segment_seconds=60.0)
     assert planned.n_segments == 2
@@ -52,7 +52,7 @@ def test_a_continuous_video_is_cut_into_equal_segments_at_key_frames(tmp_path):
     path = tmp_path / "cuts.mp4"
     write_cut_video(path, seconds=50, shot_seconds=10)
     _, tasks = plan_of(path, tmp_path, segment_seconds=20.0)
-    keyframes = occupied_segments(path, 50 / 4).keyframes
+    keyframes = scan_timeline(path, 50 / 4).keyframes
     lead = 0.6 + 1 / 30 + 0.01
     assert len(tasks) == 4 and tasks[0].start_s == 0.0 and tasks[-1].end_s is None
     for k, task in enumerate(tasks[1:], start=1):

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from framewise import keys
 from framewise.blobstore import BlobStore
 from framewise.config import Settings
-from framewise.media import MediaError, TimelineScan, occupied_segments, probe_video
+from framewise.media import MediaError, TimelineScan, probe_video, scan_timeline
 from schemas.api import ErrorCode, JobError
 from schemas.messages import DecodeTask, IngestRequest, JobPlanned, SegmentDecoded, VideoProbe
 from stages.profiles import motion_context_seconds
@@ -128,7 +128,7 @@ def plan(
             raise MediaError(ErrorCode.unsupported_media, f"blob {key!r} is not in the blob store")
         probe = probe_video(blobs.path(key), settings.max_pixels)
         length = segment_length(probe.duration_seconds, settings)
-        scan = occupied_segments(blobs.path(key), length, deadline)
+        scan = scan_timeline(blobs.path(key), length, deadline)
         check_complete(probe, scan.packets)
         lead = motion_context_seconds(settings) + 1.0 / (probe.fps or 25.0) + 0.01
         tasks = segment_tasks(key, segment_starts(scan, length, lead), common)

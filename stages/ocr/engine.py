@@ -48,13 +48,19 @@ def float_detector() -> Path:
     return Path(rapidocr.__file__).parent / "models" / WHEEL_DETECTOR
 
 
+def runs_int8_detector(settings: Settings) -> bool:
+    """The wheel's detector as quantized at install (``stages/ocr/quantize.py``): where no
+    detector is configured and ``FRAMEWISE_MODEL_PRECISION`` asks for 8 bits."""
+    return settings.runs_int8 and not settings.group(OcrSettings).det_model
+
+
 def detector_file(settings: Settings) -> Path:
-    """The detector the stage runs: ``FRAMEWISE_OCR_DET_MODEL``, else the wheel's, quantized
-    at install (``stages/ocr/quantize.py``) where ``FRAMEWISE_MODEL_PRECISION`` asks for it."""
-    ocr = settings.group(OcrSettings)
-    if ocr.det_model:
-        return settings.model_path(ocr.det_model)
-    if settings.runs_int8:
+    """The detector the stage runs: ``FRAMEWISE_OCR_DET_MODEL``, the 8-bit one, or the
+    wheel's float one."""
+    det_model = settings.group(OcrSettings).det_model
+    if det_model:
+        return settings.model_path(det_model)
+    if runs_int8_detector(settings):
         return settings.builtin_models_dir / INT8_DETECTOR
     return float_detector()
 
@@ -80,8 +86,7 @@ class PpOcrEngine(InferenceModel):
     @classmethod
     def card_for(cls, settings: Settings) -> ModelCard:
         """What `framewise models` says of the detector that ``settings`` run."""
-        quantized = settings.runs_int8 and not settings.group(OcrSettings).det_model
-        return cls.int8_card if quantized else cls.card
+        return cls.int8_card if runs_int8_detector(settings) else cls.card
 
     def __init__(self, settings: Settings) -> None:
         super().__init__()
@@ -126,7 +131,7 @@ def rapidocr_params(settings: Settings) -> dict:
         "EngineConfig.onnxruntime.inter_op_num_threads": 1 if settings.onnx_threads else -1,
     }
     setting = "FRAMEWISE_OCR_DET_MODEL"
-    if not ocr.det_model and settings.runs_int8:
+    if runs_int8_detector(settings):
         setting = "FRAMEWISE_MODEL_PRECISION=fp32, or run `framewise models install`"
     params["Det.model_path"] = str(require_file(detector_file(settings), setting))
     for key, value, setting in (
