@@ -57,9 +57,8 @@ class Supervisor:
                     self.start(role, self.commands[role])
             time.sleep(1.0)
 
-    def restart_all(self) -> None:
-        """Every child anew (after the broker they were connected to was replaced)."""
-        self.terminate()
+    def start_all(self) -> None:
+        """Every child anew, each with the command it was first started with."""
         for role, command in list(self.commands.items()):
             self.start(role, command)
 
@@ -124,14 +123,17 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     def watch_broker() -> None:
         """An embedded broker that died is started again, refilled from the journal, and
-        every process reconnects to it."""
+        every process starts anew on it. The processes stop first: none may reach the new,
+        empty broker before the journal refills it (a worker would join its groups, the API
+        would answer 200 on ``/healthz`` and then go away)."""
         nonlocal broker
         if broker is None or broker.poll() is None or supervisor.stopping:
             return
         print(f"    broker | exited with {broker.returncode}; restarting", flush=True)
+        supervisor.terminate()
         broker = start_embedded_broker(settings.embedded_broker_port)
         prepare_broker(settings)
-        supervisor.restart_all()
+        supervisor.start_all()
 
     def shutdown(*_: object) -> None:
         supervisor.stopping = True
