@@ -18,6 +18,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Group = TypeVar("Group", bound=BaseSettings)
 
+EMBEDDED_FETCH_WAIT_MS = 250  # a hop between stages costs up to this on the embedded broker
+
 
 class Settings(BaseSettings):
     """Framewise settings; each field is the environment variable ``FRAMEWISE_<NAME>``."""
@@ -41,6 +43,15 @@ class Settings(BaseSettings):
     retention_hours: float = Field(168.0, gt=0, description="retention of every topic")
     fast_group_timeouts: bool = Field(
         False, description="short consumer-group timeouts (tests, embedded single machine)"
+    )
+    fetch_wait_ms: int | None = Field(
+        None,
+        ge=1,
+        le=30_000,
+        description="longest a consumer's fetch waits for records; unset: the clients' own "
+        "(Faust 1500 ms, aiokafka 500 ms) on a cluster, whose broker answers a waiting fetch "
+        "as soon as a record arrives, and 250 ms on the embedded broker, which answers only "
+        "when the wait is over (every hop between stages would wait it out)",
     )
     max_message_bytes: int = Field(16 * 1024 * 1024, description="largest Kafka message")
     max_ingest_message_bytes: int = Field(
@@ -257,6 +268,13 @@ class Settings(BaseSettings):
         if self.changelog_compaction is not None:
             return self.changelog_compaction
         return not self.embedded
+
+    @property
+    def consumer_fetch_wait_ms(self) -> int | None:
+        """``fetch_wait_ms`` as set, else 250 ms on the embedded broker, else the clients' own."""
+        if self.fetch_wait_ms is not None:
+            return self.fetch_wait_ms
+        return EMBEDDED_FETCH_WAIT_MS if self.embedded else None
 
     @property
     def public_api_url(self) -> str:

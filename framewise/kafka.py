@@ -7,11 +7,14 @@ import contextlib
 import logging
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import faust
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from faust.transport import drivers as faust_transports
+from faust.transport.drivers import aiokafka as faust_aiokafka
 from pydantic import BaseModel, ValidationError
 
 from framewise import topics
@@ -67,6 +70,46 @@ async def ensure_topics(settings: Settings) -> None:
         await admin.close()
 
 
+def fetch_wait(settings: Settings) -> dict[str, int]:
+    """aiokafka consumer arguments for ``Settings.consumer_fetch_wait_ms`` (none: its own)."""
+    wait = settings.consumer_fetch_wait_ms
+    return {} if wait is None else {"fetch_max_wait_ms": wait}
+
+
+class _FetchWaitConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer thread, with the fetch wait of the app's settings instead of the fixed
+    1.5 s Faust passes to aiokafka (which has no setting for it)."""
+
+    def _create_worker_consumer(self, transport: Any) -> AIOKafkaConsumer:
+        consumer = super()._create_worker_consumer(transport)
+        wait = cast(FramewiseApp, self.app).fetch_wait_ms
+        if wait is not None:
+            consumer._fetch_max_wait_ms = wait  # read when the consumer starts its fetcher
+        return consumer
+
+
+class _FetchWaitConsumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> _FetchWaitConsumerThread:
+        return _FetchWaitConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class FetchWaitTransport(faust_aiokafka.Transport):
+    """The aiokafka transport whose consumers wait the app's ``fetch_wait_ms``."""
+
+    Consumer = _FetchWaitConsumer
+
+
+TRANSPORT_SCHEME = "framewise-kafka"  # the broker URL scheme Faust resolves to it
+faust_transports.TRANSPORTS.data[TRANSPORT_SCHEME] = f"{__name__}:FetchWaitTransport"
+
+
+class FramewiseApp(faust.App):
+    """A Faust app that knows how long its consumers' fetches may wait
+    (``Settings.consumer_fetch_wait_ms``; None: Faust's own)."""
+
+    fetch_wait_ms: int | None = None
+
+
 def make_app(role: str, settings: Settings) -> faust.App:
     """A Faust app for one worker role; its id is the consumer group, so each role scales
     by starting more processes of it and different roles each see every message."""
@@ -81,9 +124,9 @@ def make_app(role: str, settings: Settings) -> faust.App:
             broker_rebalance_timeout=5.0,
             broker_commit_interval=0.5,
         )
-    app = faust.App(
+    app = FramewiseApp(
         f"framewise-{role}",
-        broker=f"kafka://{settings.bootstrap}",
+        broker=f"{TRANSPORT_SCHEME}://{settings.bootstrap}",
         value_serializer="raw",
         key_serializer="raw",
         store="memory://",
@@ -98,6 +141,7 @@ def make_app(role: str, settings: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         **extra,
     )
+    app.fetch_wait_ms = settings.consumer_fetch_wait_ms
     return app
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from framewise.config import Settings
+from framewise.kafka import fetch_wait
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ class TopicView:
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=self.settings.max_message_bytes,
             fetch_max_bytes=self.settings.max_message_bytes * 4,
+            **fetch_wait(self.settings),
         )
         await self._consumer.start()
         partitions = self._consumer.partitions_for_topic(self.topic)
