@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # Again whenever the code that converts or quantizes a default model changes.
-$(VENV)/.models: $(VENV)/.installed $(wildcard stages/*/convert.py) stages/ocr/quantize.py \
+$(VENV)/.models: $(VENV)/.installed $(wildcard stages/*/convert*.py) stages/ocr/quantize.py \
 		framewise/quantize.py
 	$(VENV)/bin/framewise models install
 	touch $@

@@ -345,6 +345,8 @@ def bench_faces(media: Path) -> None:
     from framewise.edits import film, photos
     from framewise.synthetic import mpeg4_writer
     from stages.face.analyzer import FaceAnalyzer
+    from stages.face.convert_dlib import SOURCE
+    from stages.face.dlib_pack import package_models
     from stages.face.settings import FaceSettings
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -359,7 +361,7 @@ def bench_faces(media: Path) -> None:
         batches = detail_batches(video, settings)
         frames = [f for fr, _ in batches for f in fr]
         pack = FaceAnalyzer(every).pack
-        predictor, embedder = pack.aligner.model, pack.embedder.model
+        predictor, embedder = pack.aligner.model, pack.embedder.session
         age_gender = pack.age_gender
         sessions = age_gender.sessions
 
@@ -370,7 +372,7 @@ def bench_faces(media: Path) -> None:
                     x0, y0, x1, y1 = (round(v) for v in detection.bbox)
                     shape = predictor(rgb, dlib.rectangle(x0, y0, x1 - 1, y1 - 1))
                     chip = dlib.get_face_chip(rgb, shape, 150, 0.25)
-                    embedder.compute_face_descriptor(chip)
+                    embedder.run(None, {"chips": chip.transpose(2, 0, 1)[None].astype(np.float32)})
                     for task, size in (("gender", 32), ("age", 64)):
                         c = dlib.extract_image_chip(
                             rgb, dlib.get_face_chip_details(shape, size, 0.2)
@@ -383,12 +385,23 @@ def bench_faces(media: Path) -> None:
 
         direct()
         t_direct, n_faces = timed(direct)
+        chips = [f.chip for rgb in frames[:8] for f in pack.align(rgb, pack.detect(rgb))]
+        dlib_runtime = dlib.face_recognition_model_v1(
+            str(package_models("face_recognition_models") / SOURCE)
+        )
+        t_dlib, _ = timed(lambda: dlib_runtime.compute_face_descriptor(chips))
+        t_onnx, _ = timed(lambda: pack.embedder.predict(chips))
         runs = {}
         for name, configured in (("every face", every), ("defaults", settings)):
             analyzer = FaceAnalyzer(configured)
             t_stage, _ = timed(lambda a=analyzer: [a.analyze(f, m) for f, m in batches])
             runs[name] = (t_stage, analyzer.faces_embedded)
     n = len(frames)
+    print(
+        f"faces    embedding, dlib's ResNet as ONNX {1000 * t_onnx / len(chips):6.1f} ms/face; on "
+        f"dlib's own runtime {1000 * t_dlib / len(chips):.1f} ms/face ({len(chips)} chips)   "
+        f"ratio {t_dlib / t_onnx:.1f}x its speed"
+    )
     print(
         f"faces    dlib pack direct   {n / t_direct:8.1f} frames/s   ({n_faces} faces on {n} "
         f"frames, {1000 * t_direct / n_faces:.0f} ms/face)"

