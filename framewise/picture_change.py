@@ -16,6 +16,8 @@ from typing import Generic, TypeVar
 import cv2
 import numpy as np
 
+from schemas.messages import FrameBatch
+
 T = TypeVar("T")
 
 GRID = (16, 9)  # blocks across, down
@@ -38,19 +40,27 @@ def changed_rows(before: np.ndarray, after: np.ndarray) -> np.ndarray:
     return (diff.max(axis=(1, 3)) > BLOCK_CHANGE).any(axis=1)
 
 
-class RecentJobs(Generic[T]):
-    """One value per job (what a stage last saw of it) for the ``jobs`` most recent jobs.
-    Keyed by job, so nothing seen in one job ever stands in for another's."""
+def sequence_of(batch: FrameBatch) -> str:
+    """The run of frames a batch continues: one segment of one job. A job's segments are
+    decoded at once, so their batches reach a stage interleaved; what a stage remembers of
+    the frame before must come from the same segment (36 s away it has always changed)."""
+    return f"{batch.job_id}/{batch.segment_index}"
 
-    def __init__(self, jobs: int = 64) -> None:
-        self.jobs = jobs
+
+class RecentSequences(Generic[T]):
+    """One value per run of frames (:func:`sequence_of`: what a stage last saw of it) for the
+    ``size`` most recent runs. Keyed by job and segment, so nothing seen in one job ever
+    stands in for another's."""
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
         self._values: OrderedDict[str, T] = OrderedDict()
 
-    def get(self, job_id: str) -> T | None:
-        return self._values.get(job_id)
+    def get(self, sequence: str) -> T | None:
+        return self._values.get(sequence)
 
-    def put(self, job_id: str, value: T) -> None:
-        self._values[job_id] = value
-        self._values.move_to_end(job_id)
-        while len(self._values) > self.jobs:
+    def put(self, sequence: str, value: T) -> None:
+        self._values[sequence] = value
+        self._values.move_to_end(sequence)
+        while len(self._values) > self.size:
             self._values.popitem(last=False)

@@ -11,12 +11,14 @@ import pytest
 
 from framewise.config import Settings
 from framewise.edits import film, photos
+from framewise.media import decode_video_segment
 from framewise.picture_change import GRID, thumbnail
 from framewise.synthetic import mpeg4_writer
-from stages.local import stage_context
+from stages.local import frame_message, stage_context
 from stages.ocr.reuse import TextMemory, bands, textured_rows
 from stages.ocr.settings import OcrSettings
 from stages.ocr.stage import OcrAnalyzer, finalize_video
+from stages.profiles import profiles
 
 SIZE = (960, 540)
 FPS = 10
@@ -35,6 +37,35 @@ def test_testvideo_reads_the_same_text_for_a_third_of_the_work(test_video):
     assert results == whole
     assert changed_only.frames_seen == everything.frames_seen == 24
     assert changed_only.frames_read * 3 <= everything.frames_read, changed_only.frames_read
+
+
+def test_segments_arriving_interleaved_read_as_much_as_in_order(test_video):
+    """A job's segments are decoded at once, so their batches reach the stage interleaved;
+    each segment compares with its own previous frame, so the order changes nothing."""
+    settings = Settings(stages=["ocr"])
+    profile = profiles(settings)["detail"]
+    segments = [
+        [
+            (b.frames, frame_message(b, ["ocr"]).model_copy(update={"segment_index": k}))
+            for b in decode_video_segment(test_video, [profile], start, end, 1 << 30)
+        ]
+        for k, (start, end) in enumerate([(0.0, 12.0), (12.0, 24.0)])
+    ]
+    in_order = [batch for segment in segments for batch in segment]
+    interleaved = [b for pair in zip(*segments, strict=False) for b in pair]
+    interleaved += in_order[len(interleaved) :] if len(segments[0]) > len(segments[1]) else []
+    assert sorted(id(b) for b in interleaved) == sorted(id(b) for b in in_order)
+    readings = []
+    for batches in (in_order, interleaved):
+        analyzer = OcrAnalyzer(settings)
+        frames = sorted(
+            (f["t"], [line["text"] for line in f["lines"]])
+            for frames, batch in batches
+            for f in analyzer.analyze(frames, batch)["frames"]
+        )
+        readings.append((frames, analyzer.frames_read))
+    assert readings[0] == readings[1]
+    assert readings[0][1] * 2 < 24  # still far less than reading every sampled frame
 
 
 def caption(frame: np.ndarray, text: str) -> np.ndarray:

@@ -11,7 +11,7 @@ import numpy as np
 from framewise import keys
 from framewise.blobstore import BlobStore
 from framewise.config import Settings
-from framewise.picture_change import RecentJobs, changed_rows, thumbnail
+from framewise.picture_change import RecentSequences, changed_rows, sequence_of, thumbnail
 from schemas.messages import FrameBatch
 from stages.face import packs
 from stages.face.allowlist import AllowlistIndex
@@ -54,8 +54,8 @@ class FaceAnalyzer:
         self.min_size = face.min_size
         self.reuse_seconds = face.reuse_seconds
         self.track_seconds = face.track_seconds
-        self.memory: RecentJobs[Seen] = RecentJobs()
-        self.tracks: RecentJobs[FaceTracks] = RecentJobs()
+        self.memory: RecentSequences[Seen] = RecentSequences()
+        self.tracks: RecentSequences[FaceTracks] = RecentSequences()
         self.frames_seen = 0
         self.frames_analysed = 0
         self.faces_embedded = 0
@@ -72,19 +72,19 @@ class FaceAnalyzer:
         reuse = self.reuse_seconds > 0 and video
         tracks = None
         if video and self.track_seconds > 0:
-            tracks = self.tracks.get(batch.job_id) or FaceTracks()
+            tracks = self.tracks.get(sequence_of(batch)) or FaceTracks()
             tracks.drop_unsettled()
-        reference = self.memory.get(batch.job_id) if reuse else None
+        reference = self.memory.get(sequence_of(batch)) if reuse else None
         plan, reference = self._plan(own, times, reuse, reference, tracks)
         listed, entries = self._describe(batch, own, plan)
         if reference is not None:
             faces = listed[reference.frame] if reference.frame is not None else reference.faces
             self.memory.put(
-                batch.job_id, Seen(reference.thumbnail, reference.shape, reference.t, faces)
+                sequence_of(batch), Seen(reference.thumbnail, reference.shape, reference.t, faces)
             )
         if tracks is not None:
             tracks.settle(entries)
-            self.tracks.put(batch.job_id, tracks)
+            self.tracks.put(sequence_of(batch), tracks)
         return {"frames": [{"t": times[i], "faces": listed[i]} for i in range(len(own))]}
 
     def _plan(

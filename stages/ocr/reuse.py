@@ -11,8 +11,9 @@ of blocks are read again only where they changed
   have texture.
 
 Text that appears, changes or disappears changes its blocks, so it is read at the sampled rate
-like before; a still picture with a copyright line is read once. The memory is per job, so no
-job's text ever stands in for another's.
+like before; a still picture with a copyright line is read once. The memory is per segment of
+a job (``sequence_of``), so no job's text ever stands in for another's, and a job's segments,
+decoded at once and arriving interleaved, each compare with their own previous frame.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from framewise.picture_change import BLOCK, GRID, RecentJobs, changed_rows
+from framewise.picture_change import BLOCK, GRID, RecentSequences, changed_rows
 from stages.ocr.engine import OcrLine
 
 TEXTURE = 16  # grey levels between a block's darkest and brightest pixel for text to fit
@@ -47,7 +48,7 @@ def bands(rows: np.ndarray) -> list[tuple[float, float]]:
 
 @dataclass
 class Reading:
-    """What the stage last read for a job: the frame's thumbnail and shape, and its lines."""
+    """What the stage last read in a sequence: the frame's thumbnail and shape, its lines."""
 
     thumbnail: np.ndarray
     shape: tuple[int, ...]
@@ -63,13 +64,14 @@ class Plan:
 
 
 class TextMemory:
-    """The last :class:`Reading` of the most recent jobs, and the plan for a job's next frame."""
+    """The last :class:`Reading` of the most recent sequences, and the plan for the next
+    frame of one."""
 
     def __init__(self) -> None:
-        self.readings: RecentJobs[Reading] = RecentJobs()
+        self.readings: RecentSequences[Reading] = RecentSequences()
 
-    def plan(self, job_id: str, thumb: np.ndarray, shape: tuple[int, ...]) -> Plan:
-        last = self.readings.get(job_id)
+    def plan(self, sequence: str, thumb: np.ndarray, shape: tuple[int, ...]) -> Plan:
+        last = self.readings.get(sequence)
         known = last is not None and last.shape == shape
         changed = changed_rows(last.thumbnail, thumb) if known else np.ones(GRID[1], bool)
         to_read = bands(changed & textured_rows(thumb))
@@ -84,5 +86,5 @@ class TextMemory:
 
         return Plan([line for line in last.lines if stands(line)], to_read)
 
-    def remember(self, job_id: str, thumb: np.ndarray, shape: tuple[int, ...], lines) -> None:
-        self.readings.put(job_id, Reading(thumb, shape, list(lines)))
+    def remember(self, sequence: str, thumb: np.ndarray, shape: tuple[int, ...], lines) -> None:
+        self.readings.put(sequence, Reading(thumb, shape, list(lines)))

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from framewise.config import Settings
-from framewise.picture_change import thumbnail
+from framewise.picture_change import sequence_of, thumbnail
 from schemas.messages import FrameBatch
 from stages.ocr.engine import OcrLine, PpOcrEngine, detector_file
 from stages.ocr.language import LanguageIdentifier, block_language
@@ -45,6 +45,7 @@ class OcrAnalyzer:
     def analyze(self, frames: np.ndarray, batch: FrameBatch) -> dict[str, Any]:
         out = []
         reuse = self.ocr.reuse_unchanged and batch.media_type == "video"
+        sequence = sequence_of(batch)
         for frame, t in zip(
             frames[batch.context_frames :], batch.timestamps[batch.context_frames :], strict=True
         ):
@@ -55,9 +56,9 @@ class OcrAnalyzer:
                 lines = self.read(frame, (0.0, 1.0))
             else:
                 thumb = thumbnail(frame)
-                plan = self.memory.plan(batch.job_id, thumb, frame.shape)
+                plan = self.memory.plan(sequence, thumb, frame.shape)
                 lines = plan.kept + [line for band in plan.bands for line in self.read(frame, band)]
-                self.memory.remember(batch.job_id, thumb, frame.shape, lines)
+                self.memory.remember(sequence, thumb, frame.shape, lines)
             out.append({"t": t, "lines": [line.to_payload() for line in lines]})
         return {"frames": out}
 
