@@ -112,6 +112,13 @@ class Settings(BaseSettings):
         "one FFmpeg thread each, two segments keep two cores busy (FFmpeg's frame threads on "
         "one H.264 stream keep only about 1.45 busy) on about 20% less CPU per frame",
     )
+    stage_concurrency: int = Field(
+        2,
+        ge=1,
+        description="frame batches one analysis worker (face, OCR, tags) analyses at once, each "
+        "in its own thread, a segment's batches still one after another: the stage with the "
+        "most work, still busy when the others are done, then uses the idle cores",
+    )
     decode_threads: int = Field(
         1,
         ge=0,

@@ -3,12 +3,20 @@
 The stage's own code (its :class:`~stages.registry.BatchAnalyzer`) never sees Kafka; this agent
 validates the message, drops work of cancelled jobs, runs the analyzer off the event loop and
 dead-letters what it cannot process, so one bad message never stops the consumer.
+
+``FRAMEWISE_STAGE_CONCURRENCY`` batches are analysed at once, on as many threads; batches of one
+segment of one job (``sequence_of``) take turns in the order they arrived, because a stage may
+compare a frame with the one before it (OCR and faces do).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
+from collections import Counter
+from collections.abc import AsyncIterator
 
 import faust
 
@@ -17,11 +25,33 @@ from framewise.blobstore import BlobStore
 from framewise.config import Settings
 from framewise.kafka import dead_letter, in_thread, make_app, to_bytes, topic, valid_events
 from framewise.metrics import STAGE_BATCHES, STAGE_FRAMES, STAGE_SECONDS
+from framewise.picture_change import sequence_of
 from schemas.api import ErrorCode, JobError
 from schemas.messages import BatchResult, FrameBatch
 from stages.spec import StageSpec
 
 log = logging.getLogger(__name__)
+
+
+class SequenceTurns:
+    """One analysis at a time per sequence of frames, first come first served (asyncio's locks
+    are fair); other sequences run beside it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._holders: Counter[str] = Counter()
+
+    @contextlib.asynccontextmanager
+    async def turn(self, sequence: str) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(sequence, asyncio.Lock())
+        self._holders[sequence] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._holders[sequence] -= 1
+            if not self._holders[sequence]:
+                del self._holders[sequence], self._locks[sequence]
 
 
 def build_stage_app(spec: StageSpec, settings: Settings) -> faust.App:
@@ -33,8 +63,9 @@ def build_stage_app(spec: StageSpec, settings: Settings) -> faust.App:
     analyzer = spec.make_analyzer(settings)
     if spec.attach is not None:
         spec.attach(app, settings, analyzer)
+    turns = SequenceTurns()
 
-    @app.agent(source, name=f"framewise.{spec.name}")
+    @app.agent(source, name=f"framewise.{spec.name}", concurrency=settings.stage_concurrency)
     async def analyse(stream):
         parse = FrameBatch.model_validate_json
         async for event, batch in valid_events(app, source_spec, stream, parse, "FrameBatch"):
@@ -47,8 +78,9 @@ def build_stage_app(spec: StageSpec, settings: Settings) -> faust.App:
             payload: dict = {}
             started = time.perf_counter()
             try:
-                frames = await in_thread(blobs.get_frames, batch.blob_key)
-                payload = await in_thread(analyzer.analyze, frames, batch)
+                async with turns.turn(sequence_of(batch)):
+                    frames = await in_thread(blobs.get_frames, batch.blob_key)
+                    payload = await in_thread(analyzer.analyze, frames, batch)
                 STAGE_SECONDS.labels(spec.name).observe(time.perf_counter() - started)
                 STAGE_FRAMES.labels(spec.name).inc(len(frames) - batch.context_frames)
             except FileNotFoundError:
