@@ -126,6 +126,10 @@ def rapidocr_params(settings: Settings) -> dict:
         "Global.text_score": ocr.min_score,
         "Det.limit_type": "max",
         "Det.limit_side_len": ocr.det_max_side,
+        # One line per recognizer call, at its own width: batched, every line is padded to the
+        # widest of its batch (a 16-letter URL to a 35-letter copyright line). Reading them
+        # one by one took 22% less OCR time with the same texts on every test image and frame.
+        "Rec.rec_batch_num": 1,
         "EngineConfig.onnxruntime.use_cuda": "CUDAExecutionProvider" in settings.onnx_providers,
         "EngineConfig.onnxruntime.intra_op_num_threads": settings.onnx_threads or -1,
         "EngineConfig.onnxruntime.inter_op_num_threads": 1 if settings.onnx_threads else -1,
