@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from framewise.config import Settings
@@ -98,6 +99,11 @@ class PpOcrEngine(InferenceModel):
         from rapidocr import RapidOCR
 
         self.engine = RapidOCR(params=rapidocr_params(self.settings))
+        # rapidocr opens its detector and recognizer on first use: read one rendered word now,
+        # so that a worker's first batch does not pay for it and a broken model fails at load.
+        word = np.full((64, 240, 3), 255, np.uint8)
+        cv2.putText(word, "Framewise", (8, 44), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (0, 0, 0), 2)
+        self.engine(word)
 
     def _predict(self, frame: np.ndarray) -> list[OcrLine]:
         """Lines read on one RGB frame; recognition runs only on detected boxes."""
