@@ -47,8 +47,9 @@ class BlobStore:
         self.put_bytes(key, data)
         return len(data)
 
-    def get_frames(self, key: str) -> np.ndarray:
-        return frame_files.decode(self.get_bytes(key))
+    def get_frames(self, key: str, indices: list[int] | None = None) -> np.ndarray:
+        """A stored frame batch; only the frames at ``indices`` where given."""
+        return frame_files.decode(self.get_bytes(key), indices)
 
     def get_bytes(self, key: str) -> bytes:
         return self.path(key).read_bytes()

@@ -36,21 +36,29 @@ def encode(frames: np.ndarray, quality: int) -> bytes:
     return b"".join(parts)
 
 
-def decode(data: bytes) -> np.ndarray:
-    """The frames of a file :func:`encode` wrote (either format)."""
+def decode(data: bytes, indices: list[int] | None = None) -> np.ndarray:
+    """The frames of a file :func:`encode` wrote (either format); only those at ``indices``
+    (in that order) where given, the others are not decoded."""
     if not data.startswith(MAGIC):
-        return np.load(io.BytesIO(data), allow_pickle=False)
+        frames = np.load(io.BytesIO(data), allow_pickle=False)
+        return frames if indices is None else frames[indices]
     view = memoryview(data)
     (count,) = _COUNT.unpack_from(view, len(MAGIC))
     offset = len(MAGIC) + _COUNT.size
-    frames = []
+    spans = []
     for _ in range(count):
+        if offset + _COUNT.size > len(view):
+            raise ValueError("the frame batch is cut short")
         (length,) = _COUNT.unpack_from(view, offset)
-        offset += _COUNT.size
-        jpeg = np.frombuffer(view[offset : offset + length], np.uint8)
-        offset += length
+        spans.append((offset + _COUNT.size, length))
+        offset += _COUNT.size + length
+    if offset > len(view):
+        raise ValueError("the frame batch is cut short")
+    frames = []
+    for start, length in spans if indices is None else [spans[i] for i in indices]:
+        jpeg = np.frombuffer(view[start : start + length], np.uint8)
         image = cv2.imdecode(jpeg, cv2.IMREAD_COLOR)
         if image is None:
             raise ValueError("a stored frame is not a readable JPEG")
         frames.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
-    return np.stack(frames)
+    return np.stack(frames) if frames else np.zeros((0, 0, 0, 3), np.uint8)

@@ -1,6 +1,7 @@
 """What a stage is: the interface every stage implements and the pipeline relies on.
 
-A stage is a :class:`StageSpec`: which frames it reads (a sampling profile), how a worker turns
+A stage is a :class:`StageSpec`: which frames it reads (a sampling profile, and which frames of
+a batch it samples from it), how a worker turns
 one frame batch into a JSON payload (its analyzer), how the aggregator turns all payloads of a
 job into result fields, which stages' results it reads, and whether its models are installed.
 The list of stages is ``stages/registry.py``; this module sits below it and below every stage.
@@ -24,6 +25,18 @@ class BatchAnalyzer(Protocol):
     """Worker side of a stage: loaded once per process, called for every frame batch."""
 
     def analyze(self, frames: np.ndarray, batch: FrameBatch) -> dict[str, Any]: ...
+
+
+def sampled(batch: FrameBatch, indices: list[int]) -> FrameBatch:
+    """``batch`` as it describes only its frames at ``indices`` (ascending): the message an
+    analyzer sees with the frames :attr:`StageSpec.samples` chose."""
+    return batch.model_copy(
+        update={
+            "context_frames": sum(i < batch.context_frames for i in indices),
+            "frame_indices": [batch.frame_indices[i] for i in indices],
+            "timestamps": [batch.timestamps[i] for i in indices],
+        }
+    )
 
 
 @dataclass
@@ -58,6 +71,9 @@ class StageSpec:
     requires: tuple[str, ...] = ()
     finalize_video: Callable[[VideoContext, Settings], dict[str, Any]] | None = None
     finalize_image: Callable[[dict[str, Any], Settings], dict[str, Any]] | None = None
+    # The frames of a batch the analyzer reads, as indices into the batch (None: every one);
+    # the worker decodes only those and hands the analyzer that part of the batch.
+    samples: Callable[[FrameBatch, Settings], list[int] | None] = lambda batch, settings: None
     # Stage-specific extras on the worker's Faust app (the face stage's allowlist agents).
     attach: Callable[[Any, Settings, BatchAnalyzer], None] | None = None
     # Whether the stage's models are on this machine; with FRAMEWISE_STAGES unset, a stage

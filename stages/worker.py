@@ -28,7 +28,7 @@ from framewise.metrics import STAGE_BATCHES, STAGE_FRAMES, STAGE_SECONDS
 from framewise.picture_change import sequence_of
 from schemas.api import ErrorCode, JobError
 from schemas.messages import BatchResult, FrameBatch
-from stages.spec import StageSpec
+from stages.spec import StageSpec, sampled
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +78,11 @@ def build_stage_app(spec: StageSpec, settings: Settings) -> faust.App:
             payload: dict = {}
             started = time.perf_counter()
             try:
+                wanted = spec.samples(batch, settings)
+                if wanted is not None:
+                    batch = sampled(batch, wanted)
                 async with turns.turn(sequence_of(batch)):
-                    frames = await in_thread(blobs.get_frames, batch.blob_key)
+                    frames = await in_thread(blobs.get_frames, batch.blob_key, wanted)
                     payload = await in_thread(analyzer.analyze, frames, batch)
                 STAGE_SECONDS.labels(spec.name).observe(time.perf_counter() - started)
                 STAGE_FRAMES.labels(spec.name).inc(len(frames) - batch.context_frames)

@@ -40,3 +40,12 @@ def test_a_damaged_batch_is_an_error_not_garbage(frames):
     data[len(frame_files.MAGIC) + 40 : len(frame_files.MAGIC) + 400] = b"\0" * 360
     with pytest.raises(ValueError):
         frame_files.decode(bytes(data[: len(data) // 3]))
+
+
+def test_a_stage_decodes_only_the_frames_it_samples(frames):
+    data = frame_files.encode(frames, 90)
+    everything = frame_files.decode(data)
+    assert np.array_equal(frame_files.decode(data, [4, 1]), everything[[4, 1]])
+    assert frame_files.decode(data, []).shape[0] == 0
+    raw = frame_files.encode(frames, 0)
+    assert np.array_equal(frame_files.decode(raw, [2]), frames[[2]])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import cv2
+import numpy as np
 import pytest
 
 from framewise.config import Settings
@@ -11,7 +12,8 @@ from stages.ocr.engine import OcrLine
 from stages.ocr.language import LanguageIdentifier, dominant_script
 from stages.ocr.merge import track_lines, video_results
 from stages.ocr.settings import OcrSettings
-from stages.ocr.stage import OcrAnalyzer, finalize_image, on_ocr_grid
+from stages.ocr.stage import OcrAnalyzer, finalize_image, ocr_samples, on_ocr_grid
+from stages.spec import sampled
 
 SETTINGS = Settings(stages=["ocr"])
 
@@ -113,3 +115,25 @@ def test_language_falls_back_to_the_script_when_unsure():
 def test_ocr_samples_its_own_rate_from_detail_frames():
     detail = [round(k * 0.5005, 4) for k in range(8)]  # 2 fps from a 29.97 fps video
     assert [t for t in detail if on_ocr_grid(t, 1.0, 2.0)] == [0.0, 1.001, 2.002, 3.003]
+
+
+def test_the_worker_hands_ocr_only_its_grid_frames_and_the_answer_is_the_same(media):
+    """The worker decodes only the frames ``ocr_samples`` picks; the payload is the one the
+    whole batch gives."""
+    picture = cv2.cvtColor(cv2.imread(str(media / "images" / "ocr" / "en.jpg")), cv2.COLOR_BGR2RGB)
+    frames = np.stack([picture] * 5)
+    batch = image_frame_batch("ocr").model_copy(
+        update={
+            "media_type": "video",
+            "context_frames": 1,
+            "frame_indices": [0, 15, 30, 45, 60],
+            "timestamps": [0.0, 0.5005, 1.001, 1.5015, 2.002],
+            "fps": 2.0,
+        }
+    )
+    settings = Settings()
+    wanted = ocr_samples(batch, settings)
+    assert wanted == [2, 4]  # the context frame and the half seconds are not read
+    whole = OcrAnalyzer(settings).analyze(frames, batch)
+    part = OcrAnalyzer(settings).analyze(frames[wanted], sampled(batch, wanted))
+    assert part == whole and len(whole["frames"]) == 2

@@ -27,6 +27,15 @@ def on_ocr_grid(t: float, ocr_rate: float, detail_rate: float) -> bool:
     return slot > t - 1.0 / detail_rate + 1e-9
 
 
+def ocr_samples(batch: FrameBatch, settings: Settings) -> list[int] | None:
+    """The frames of a video batch on the OCR stage's grid (the worker decodes only those)."""
+    if batch.media_type != "video":
+        return None
+    fps = settings.group(OcrSettings).fps
+    own = range(batch.context_frames, len(batch.timestamps))
+    return [i for i in own if on_ocr_grid(batch.timestamps[i], fps, batch.fps)]
+
+
 class OcrAnalyzer:
     """Reads text on the OCR stage's sampling grid; with ``FRAMEWISE_OCR_REUSE_UNCHANGED`` only
     where a video's picture changed since the frame last read (``stages/ocr/reuse.py``).
@@ -117,6 +126,7 @@ OCR = StageSpec(
     profile="detail",
     media_types=frozenset({"video", "image"}),
     make_analyzer=OcrAnalyzer,
+    samples=ocr_samples,
     finalize_video=finalize_video,
     finalize_image=finalize_image,
     models=lambda settings: [(PpOcrEngine.card_for(settings), detector_file(settings))],
