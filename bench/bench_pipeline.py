@@ -592,11 +592,16 @@ def bench_stack(video: Path) -> None:
     )
     print(f"stack    shots, {seconds[short]:.0f} s video     {t_short:6.1f} s POST to finished")
     print("stack    CPU seconds by process, 10 min video: " + cpu_line(w_long))
-    for role in sorted(w_long.peak_rss):
-        a, b = w_short.peak_rss.get(role, 0), w_long.peak_rss[role]
+    memory_lines(w_short, w_long, seconds[short], minutes)
+
+
+def memory_lines(short: Watch, long: Watch, short_seconds: float, long_minutes: float) -> None:
+    """Each process's peak memory on a short and a long video, and their ratio."""
+    for role in sorted(long.peak_rss):
+        a, b = short.peak_rss.get(role, 0), long.peak_rss[role]
         print(
-            f"memory   {role:18s} peak {a / 2**20:6.1f} MiB ({seconds[short]:.0f} s video), "
-            f"{b / 2**20:6.1f} MiB ({minutes:.0f} min)   ratio {b / max(a, 1):.2f} (flat = 1)"
+            f"memory   {role:18s} peak {a / 2**20:6.1f} MiB ({short_seconds:.0f} s video), "
+            f"{b / 2**20:6.1f} MiB ({long_minutes:.0f} min)   ratio {b / max(a, 1):.2f} (flat = 1)"
         )
 
 
@@ -707,13 +712,19 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         people = people_video(video, media, Path(tmp) / "people.mp4")
-        seconds = float(av.open(str(people)).duration / 1e6)
-        ((wall, watch),) = through_stack([people])
+        long = repeated(people, 8, Path(tmp) / "people_x8.mp4")
+        seconds = {v: float(av.open(str(v)).duration / 1e6) for v in (people, long)}
+        (wall, watch), (long_wall, long_watch) = through_stack([people, long])
     print(
-        f"e2e      every default stage (scene, tags, OCR, faces), {seconds:.0f} s of 720p with "
-        f"people: {wall:.2f} s wall   ratio {seconds / wall:.1f}x real time"
+        f"e2e      every default stage (scene, tags, OCR, faces), {seconds[people]:.0f} s of 720p "
+        f"with people: {wall:.2f} s wall   ratio {seconds[people] / wall:.1f}x real time"
     )
     print("e2e      CPU seconds by process: " + cpu_line(watch))
+    print(
+        f"e2e      the same video x8, {seconds[long] / 60:.1f} min: {long_wall:.1f} s wall   "
+        f"ratio {seconds[long] / long_wall:.1f}x real time"
+    )
+    memory_lines(watch, long_watch, seconds[people], seconds[long] / 60)
 
 
 if __name__ == "__main__":
