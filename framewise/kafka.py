@@ -76,6 +76,13 @@ def fetch_wait(settings: Settings) -> dict[str, int]:
     return {} if wait is None else {"fetch_max_wait_ms": wait}
 
 
+class FramewiseApp(faust.App):
+    """A Faust app that knows how long its consumers' fetches may wait
+    (``Settings.consumer_fetch_wait_ms``; None: Faust's own)."""
+
+    fetch_wait_ms: int | None = None
+
+
 class _FetchWaitConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     """Faust's consumer thread, with the fetch wait of the app's settings instead of the fixed
     1.5 s Faust passes to aiokafka (which has no setting for it)."""
@@ -101,13 +108,6 @@ class FetchWaitTransport(faust_aiokafka.Transport):
 
 TRANSPORT_SCHEME = "framewise-kafka"  # the broker URL scheme Faust resolves to it
 faust_transports.TRANSPORTS.data[TRANSPORT_SCHEME] = f"{__name__}:FetchWaitTransport"
-
-
-class FramewiseApp(faust.App):
-    """A Faust app that knows how long its consumers' fetches may wait
-    (``Settings.consumer_fetch_wait_ms``; None: Faust's own)."""
-
-    fetch_wait_ms: int | None = None
 
 
 def make_app(role: str, settings: Settings) -> faust.App:

