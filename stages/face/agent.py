@@ -3,6 +3,7 @@ partition, like a global table) and computes the embeddings of new enrollments."
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 
@@ -49,7 +50,13 @@ def attach_face_agents(app, settings: Settings, analyzer: FaceAnalyzer) -> None:
 
     @app.task
     async def follow_allowlist() -> None:
+        """Follow the allowlist for the worker's life; the worker cancels this task when it
+        stops, and the view's consumer is closed then (else aiokafka reports it unclosed)."""
         await view.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await view.stop()
 
     @app.agent(requests, name="framewise.face.enroll")
     async def enroll(stream):
