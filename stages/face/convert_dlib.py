@@ -50,6 +50,7 @@ class DlibStream:
     def __init__(self, data: bytes) -> None:
         self.data = data
         self.at = 0
+        self.ahead: dict[str, int] = {}  # where each layer name occurs next, from a search
 
     def integer(self) -> int:
         """One byte of size (low 4 bits) and sign (0x80), then that many little-endian bytes."""
@@ -90,11 +91,10 @@ class DlibStream:
     def next_layer(self) -> str | None:
         """Move to the next layer's name (dlib writes structural bookkeeping between them) and
         read it; None at the end."""
-        found = [
-            (at, name)
-            for name in LAYER_NAMES
-            if (at := self.data.find(bytes([1, len(name)]) + name.encode(), self.at)) >= 0
-        ]
+        for name in LAYER_NAMES:  # searched again only once passed: one pass over the file
+            if name not in self.ahead or 0 <= self.ahead[name] < self.at:
+                self.ahead[name] = self.data.find(bytes([1, len(name)]) + name.encode(), self.at)
+        found = [(at, name) for name, at in self.ahead.items() if at >= 0]
         if not found:
             return None
         self.at = min(found)[0]
