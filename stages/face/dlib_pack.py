@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Self
+from typing import Self
 
 import cv2
 import dlib
@@ -109,20 +108,7 @@ class YuNetDetector(InferenceModel):
         ]
 
 
-class DlibFileModel(InferenceModel):
-    """A dlib model read from one file of the ``face-recognition-models`` package."""
-
-    read: Callable[[str], Any]
-
-    def __init__(self, path: Path) -> None:
-        super().__init__()
-        self.path = path
-
-    def _load(self) -> None:
-        self.model = self.read(str(require_file(self.path, "face_recognition_models")))
-
-
-class DlibFivePointAligner(DlibFileModel):
+class DlibFivePointAligner(InferenceModel):
     card = ModelCard(
         role="face aligner",
         name="dlib shape_predictor_5_face_landmarks",
@@ -130,7 +116,13 @@ class DlibFivePointAligner(DlibFileModel):
         source="PyPI face-recognition-models 0.3.0 (dlib-models by Davis King)",
         commercial_use=True,
     )
-    read = staticmethod(dlib.shape_predictor)
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+
+    def _load(self) -> None:
+        self.model = dlib.shape_predictor(str(require_file(self.path, "face_recognition_models")))
 
     def _predict(self, rgb: np.ndarray, detections: list[Detection]) -> list[AlignedFace]:
         faces = []
