@@ -7,8 +7,9 @@ from __future__ import annotations
 from framewise.config import Settings
 from framewise.media import DecodedBatch, decode_video_segment, probe_video
 from schemas.api import VideoResult
-from schemas.messages import FrameBatch, JobState
+from schemas.messages import DecodeTask, FrameBatch, JobState
 from stages.aggregator.assembly import video_result
+from stages.decode.segment import batch_message
 from stages.profiles import profiles
 from stages.registry import active_stages, stages
 from stages.spec import BatchAnalyzer, VideoContext
@@ -57,19 +58,15 @@ def image_frame_batch(stage: str) -> FrameBatch:
 
 def frame_message(batch: DecodedBatch, stage_names: list[str]) -> FrameBatch:
     """The FrameBatch decode would publish for a video batch (blob key unused in process)."""
-    return FrameBatch(
+    task = DecodeTask(
         job_id="video_test",
         media_type="video",
-        profile=batch.profile,
-        segment_index=0,
-        batch_index=batch.batch_index,
         blob_key="-",
-        context_frames=batch.context_frames,
-        frame_indices=batch.frame_indices,
-        timestamps=batch.timestamps,
-        fps=batch.rate,
         stages=stage_names,
+        profiles=[batch.profile],
+        segment_index=0,
     )
+    return batch_message(task, batch, "-")
 
 
 def stage_context(path, name: str, analyzer: BatchAnalyzer, settings: Settings) -> VideoContext:

@@ -28,6 +28,11 @@ def store_batch(
     """``batch``'s frames written to the blob store, and the message that points at them."""
     blob_key = keys.frame_batch(task.job_id, batch.profile, task.segment_index, batch.batch_index)
     blobs.put_frames(blob_key, batch.frames, settings.frame_jpeg_quality)
+    return batch_message(task, batch, blob_key)
+
+
+def batch_message(task: DecodeTask, batch: DecodedBatch, blob_key: str) -> FrameBatch:
+    """The message of ``task``'s decoded ``batch``, whose frames are at ``blob_key``."""
     return FrameBatch(
         job_id=task.job_id,
         media_type=task.media_type,
