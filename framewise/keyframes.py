@@ -16,6 +16,7 @@ import numpy as np
 from framewise import keys
 from framewise.blobstore import BlobStore
 from framewise.media import Profile
+from schemas.api import VideoResult
 
 SLOTS_PER_SECOND = 2
 MAX_SIDE = 240
@@ -58,17 +59,18 @@ def nearest(slots: list[int], t: float) -> int | None:
     return min(slots, key=lambda s: (abs(s + 0.5 - target), s))
 
 
-def wanted_times(result: dict) -> list[float]:
+def wanted_times(result: VideoResult) -> list[float]:
     """The middle of every raw scene and every section's thumbnail timestamp."""
-    times = [(s["start_seconds"] + s["end_seconds"]) / 2 for s in result.get("raw_scenes", [])]
-    times += [s["thumbnail_timestamp"] for s in result.get("sections", [])]
+    times = [(s.start_seconds + s.end_seconds) / 2 for s in result.raw_scenes]
+    times += [s.thumbnail_timestamp for s in result.sections]
     return times
 
 
-def prune_video_keyframes(blobs: BlobStore, job_id: str, result: dict) -> list[int]:
-    """Keep the keyframes nearest :func:`wanted_times`, delete the rest; the kept slots."""
+def prune_video_keyframes(blobs: BlobStore, job_id: str, times: list[float]) -> list[int]:
+    """Keep the keyframes nearest ``times`` (:func:`wanted_times`), delete the rest; the kept
+    slots."""
     slots = stored_slots(blobs, job_id)
-    keep = {nearest(slots, t) for t in wanted_times(result)} - {None}
+    keep = {nearest(slots, t) for t in times} - {None}
     for slot in slots:
         if slot not in keep:
             blobs.path(keys.video_keyframe(job_id, slot)).unlink(missing_ok=True)

@@ -67,6 +67,12 @@ def image_thumbnail(job_id: str, index: int) -> str:
     return f"{keyframes_prefix(job_id)}/item-{index:05d}.jpg"
 
 
+def final_body(job_id: str) -> str:
+    """A job's terminal body as published, kept for re-publishing until retention (in a file,
+    so neither the aggregator's memory nor its changelog holds every body)."""
+    return f"results/{job_id}.json"
+
+
 def webhook_attempts(delivery_id: str) -> str:
     """How many attempts a webhook delivery has made (so a restart continues the count)."""
     return f"webhooks/{delivery_id}.attempts"

@@ -2,8 +2,8 @@
 
 Kafka topics expire by their own retention; this removes what lives outside them: blob-store
 directories of jobs that never ended (a finished job's frames are deleted at once) and the
-keyframes the results viewer shows, and job
-bodies held in an API replica's memory.
+keyframes the results viewer shows, the terminal bodies the aggregator keeps for
+re-publishing, and job bodies held in an API replica's memory.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from framewise.blobstore import BlobStore
 
-SWEPT_PREFIXES = ("uploads", "frames", "allowlist", "incoming", "thumbs", "webhooks")
+SWEPT_PREFIXES = ("uploads", "frames", "allowlist", "incoming", "thumbs", "webhooks", "results")
 
 
 def sweep_blobs(blobs: BlobStore, max_age_s: float, now: float | None = None) -> list[Path]:

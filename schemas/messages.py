@@ -190,6 +190,14 @@ class Reconcile(Message):
     )
 
 
+class JobExpired(Message):
+    """Internal: the aggregator's timer found a published job past the retention period: its
+    state is forgotten (through the agent, the only writer of the tables)."""
+
+    kind: Literal["job_expired"] = "job_expired"
+    job_id: str
+
+
 class WebhookOutcome(Message):
     kind: Literal["webhook_outcome"] = "webhook_outcome"
     job_id: str
@@ -206,6 +214,7 @@ JobEvent = Annotated[
     | JobFailed
     | DeadlinePassed
     | Reconcile
+    | JobExpired
     | WebhookOutcome,
     Field(discriminator="kind"),
 ]
@@ -274,7 +283,11 @@ class JobState(Message):
     reconciliations: int = 0
     error: JobError | None = None
     final_status: Literal["finished", "failed"] | None = None
-    final_body: str | None = Field(None, description="the terminal body, kept for re-publishing")
+    keyframe_times: list[float] = Field(
+        default_factory=list,
+        description="video: where the viewer keeps a keyframe (scene middles, section "
+        "thumbnails); the terminal body itself is kept in the blob store, not here",
+    )
     webhook_status: WebhookStatus | None = None
     progress: float = 0.0
 

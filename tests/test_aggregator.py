@@ -23,6 +23,8 @@ from schemas.messages import (
     Reconcile,
     SegmentDecoded,
     SegmentState,
+    WebhookOutcome,
+    job_event_adapter,
 )
 from stages.aggregator import assembly
 from stages.aggregator.aggregator import Aggregator, Outcome
@@ -126,6 +128,34 @@ def test_published_forgets_batches_media_and_timers(aggregator, clock, tmp_path)
     assert not blobs.exists(f"frames/{JOB}/detail/00000-00000.npy")
     assert not blobs.exists(f"uploads/{JOB}/00000")
     assert aggregator.load(JOB).published
+
+
+def test_the_final_body_is_kept_in_the_blob_store_not_in_the_tables(aggregator, clock):
+    outcome = finish(aggregator, clock)
+    body = outcome.sends[1].value
+    assert aggregator.blobs.get_bytes(f"results/{JOB}.json") == body
+    assert b"items" in body and "items" not in json.dumps(aggregator.jobs[JOB])  # small changelog
+    aggregator.published(JOB)
+    delivered = WebhookOutcome(job_id=JOB, delivery_id="evt", delivered=True, attempts=1)
+    patched = run(aggregator, delivered)  # no webhook was asked for: the body is patched anyway
+    assert json.loads(patched.sends[0].value)["webhook"]["delivered"] is True
+    assert aggregator.blobs.get_bytes(f"results/{JOB}.json") == patched.sends[0].value
+
+
+def test_a_published_job_is_forgotten_after_the_retention(aggregator, clock):
+    finish(aggregator, clock)
+    clock.now += 8 * 24 * 3600
+    assert not any(b"job_expired" in s.value for s in aggregator.due())  # not yet published
+    aggregator.published(JOB)
+    clock.now += aggregator.settings.retention_hours * 3600 - 10
+    assert not any(b"job_expired" in s.value for s in aggregator.due())  # not old enough
+    clock.now += 20
+    expiries = [s for s in aggregator.due() if b"job_expired" in s.value]
+    assert len(expiries) == 1 and expiries[0].topic == topics.JOB_EVENTS
+    assert not any(b"job_expired" in s.value for s in aggregator.due())  # asked once
+    assert run(aggregator, job_event_adapter.validate_json(expiries[0].value)) == Outcome()
+    assert JOB not in aggregator.jobs
+    assert run(aggregator, CAT) == Outcome()  # a late redelivery finds no job and is dropped
 
 
 def test_deadline_fails_the_job_once(aggregator, clock):

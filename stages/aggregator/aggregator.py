@@ -3,11 +3,12 @@
 Its tables are mappings (Faust tables in the worker, dicts in the tests): ``jobs`` (job id ->
 :class:`JobState` as JSON) and ``batches`` (batch key -> payload). :meth:`Aggregator.handle`
 applies one job event and returns the messages to send; the Faust agent only calls it and
-sends them. A final body is kept in ``jobs`` before it is returned for sending, and the job is
-marked published (its batches and media forgotten) only once the sends went out
-(:meth:`Aggregator.published`), so a crash anywhere repeats a publication rather than losing
-it. Redelivered events are recognised (batch bitmasks, segment numbers, ``final_status``) and
-change nothing.
+sends them. A final body is kept (in the blob store, :func:`framewise.keys.final_body`) and the
+job marked final before the body is returned for sending, and the job is marked published (its
+batches and media forgotten) only once the sends went out (:meth:`Aggregator.published`), so a
+crash anywhere repeats a publication rather than losing it. Redelivered events are recognised
+(batch bitmasks, segment numbers, ``final_status``) and change nothing. A published job's state
+is forgotten after the retention period.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from framewise.blobstore import BlobStore
 from framewise.config import Settings
 from framewise.kafka import to_bytes
 from framewise.topics import TopicSpec
-from schemas.api import ErrorCode, JobError, JobStatus, WebhookStatus
+from schemas.api import ErrorCode, JobError, JobStatus, VideoJob, WebhookStatus
 from schemas.messages import (
     BatchResult,
     DeadlinePassed,
+    JobExpired,
     JobFailed,
     JobPlanned,
     JobState,
@@ -91,6 +93,7 @@ class Aggregator:
         self.last_status: dict[str, float] = {}
         self.deadline_sent: set[str] = set()
         self.reconcile_sent: dict[str, float] = {}
+        self.expiry_sent: set[str] = set()
 
     # --- the tables ---------------------------------------------------------------------------
 
@@ -123,6 +126,11 @@ class Aggregator:
         state = self.load(job_id)
         if isinstance(event, WebhookOutcome):
             return self._webhook_outcome(state, event)
+        if isinstance(event, JobExpired):
+            self.expiry_sent.discard(job_id)
+            if state is not None and state.published:
+                del self.jobs[job_id]
+            return Outcome()
         if state is not None and state.final_status is not None:
             if not state.published:  # a crash came between keeping and publishing the body
                 return self._publication(state)
@@ -154,13 +162,14 @@ class Aggregator:
         return Outcome()
 
     def _webhook_outcome(self, state: JobState | None, event: WebhookOutcome) -> Outcome:
-        if state is None or state.final_body is None:
+        if state is None or state.final_status is None:
             return Outcome()
         state.webhook_status = WebhookStatus(
             delivered=event.delivered, attempts=event.attempts, last_error=event.last_error
         )
-        patched = assembly.with_webhook_status(state.final_body.encode(), state.webhook_status)
-        state.final_body = patched.decode()
+        key = keys.final_body(state.job_id)
+        patched = assembly.with_webhook_status(self.blobs.get_bytes(key), state.webhook_status)
+        self.blobs.put_bytes(key, patched)
         self.save(state)
         return Outcome([self._status(state, patched)])
 
@@ -211,17 +220,25 @@ class Aggregator:
             state.error = JobError(code=ErrorCode.internal, message=f"finalising failed: {exc}")
             status = JobStatus.failed
             body = assembly.job_body(state, None, self.settings, status)
-        state.final_status = status.value
-        state.final_body = body.model_dump_json(exclude_none=True)
         if state.webhook is not None:
             state.webhook_status = WebhookStatus(delivered=False, attempts=0)
-        self.save(state)  # the body is kept before anything is published or forgotten
+        if isinstance(body, VideoJob) and body.result is not None:
+            state.keyframe_times = keyframes.wanted_times(body.result)
+        # the body is kept before anything is published or forgotten
+        self.blobs.put_bytes(
+            keys.final_body(state.job_id), body.model_dump_json(exclude_none=True).encode()
+        )
+        del body  # the model is freed before _publication reads the bytes back
+        state.final_status = status.value
+        state.last_progress = self.clock()
+        self.save(state)
         return self._publication(state)
 
     def _publication(self, state: JobState) -> Outcome:
-        """The sends of a final body: status, results and, if asked, the webhook."""
-        assert state.final_body is not None and state.final_status is not None
-        key, body = keys.job_key(state.job_id), state.final_body.encode()
+        """The sends of a final body: status, results and, if asked, the webhook (one bytes
+        object shared by every send: the body of a long video is megabytes)."""
+        assert state.final_status is not None
+        key, body = keys.job_key(state.job_id), self.blobs.get_bytes(keys.final_body(state.job_id))
         sends = [self._status(state, body), Send(topics.RESULTS, key, body)]
         if state.webhook is not None:
             delivery = WebhookDelivery(
@@ -229,7 +246,7 @@ class Aggregator:
                 delivery_id=f"evt_{state.job_id}_{state.final_status}",
                 url=state.webhook.url,
                 secret=state.webhook.secret,
-                body=state.final_body,
+                body=body.decode(),
                 created_at=self.clock(),
             )
             sends.append(Send(topics.WEBHOOKS, key, to_bytes(delivery)))
@@ -239,9 +256,10 @@ class Aggregator:
         """The final body of ``job_id`` was sent: mark it, forget its batches and media (keep
         the viewer's keyframes of scenes and sections)."""
         state = self.load(job_id)
-        if state is None or state.final_body is None:
+        if state is None or state.final_status is None:
             return
         state.published = True
+        state.last_progress = self.clock()  # the retention counts from here
         self.save(state)
         for key, *_ in self._batch_keys(state):
             if key in self.batches:
@@ -249,8 +267,7 @@ class Aggregator:
         for prefix in keys.transient_prefixes(job_id):
             self.blobs.delete_prefix(prefix)
         if state.media_type == "video":
-            result = assembly.result_of(state.final_body)
-            keyframes.prune_video_keyframes(self.blobs, job_id, result)
+            keyframes.prune_video_keyframes(self.blobs, job_id, state.keyframe_times)
         self.last_status.pop(job_id, None)
         self.deadline_sent.discard(job_id)
         self.reconcile_sent.pop(job_id, None)
@@ -291,6 +308,16 @@ class Aggregator:
             ]
         )
 
+    def _expired(self, job_id: str, raw: dict[str, Any], now: float) -> bool:
+        """A published job older than the retention period (its topics' records are gone
+        too), whose forgetting was not asked for yet."""
+        age = now - raw.get("last_progress", 0.0)
+        return (
+            bool(raw.get("published"))
+            and age > self.settings.retention_hours * 3600
+            and job_id not in self.expiry_sent
+        )
+
     # --- the timer ----------------------------------------------------------------------------
 
     def due(self) -> list[Send]:
@@ -306,9 +333,14 @@ class Aggregator:
         )
         self.restart_checked |= check_restart
         for job_id, raw in list(self.jobs.items()):
-            if raw is None or raw.get("final_status"):
+            if raw is None:
                 continue
             key = keys.job_key(job_id)
+            if raw.get("final_status"):
+                if self._expired(job_id, raw, now):
+                    self.expiry_sent.add(job_id)
+                    sends.append(Send(topics.JOB_EVENTS, key, to_bytes(JobExpired(job_id=job_id))))
+                continue
             deadline = raw.get("deadline")
             if deadline is not None and now > deadline and job_id not in self.deadline_sent:
                 self.deadline_sent.add(job_id)

@@ -229,11 +229,6 @@ def timeout_error() -> JobError:
     )
 
 
-def result_of(final_body: str) -> dict[str, Any]:
-    """The ``result`` of a kept final body (empty for a failed job)."""
-    return json.loads(final_body).get("result") or {}
-
-
 def with_webhook_status(body_json: bytes, status: WebhookStatus) -> bytes:
     """The final body again, with the webhook delivery outcome filled in."""
     body = json.loads(body_json)
