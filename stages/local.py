@@ -8,7 +8,7 @@ from framewise.config import Settings
 from framewise.media import DecodedBatch, decode_video_segment, probe_video
 from schemas.api import VideoResult
 from schemas.messages import DecodeTask, FrameBatch, JobState
-from stages.aggregator.assembly import video_result
+from stages.aggregator.assembly import payload_text, video_result
 from stages.decode.segment import batch_message
 from stages.profiles import profiles
 from stages.registry import active_stages, stages
@@ -27,9 +27,8 @@ def run_video_stages(path, settings: Settings) -> VideoResult:
         message = frame_message(batch, names)
         for spec in specs:
             if spec.profile == batch.profile:
-                payloads[spec.name].append(
-                    (0, batch.batch_index, analyzers[spec.name].analyze(batch.frames, message))
-                )
+                payload = analyzers[spec.name].analyze(batch.frames, message)
+                payloads[spec.name].append((0, batch.batch_index, payload_text(payload)))
     state = JobState(
         job_id="video_x",
         media_type="video",

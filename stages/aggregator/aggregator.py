@@ -1,14 +1,15 @@
 """The aggregator's state machine as a plain class: the single writer of job status.
 
 Its tables are mappings (Faust tables in the worker, dicts in the tests): ``jobs`` (job id ->
-:class:`JobState` as JSON) and ``batches`` (batch key -> payload). :meth:`Aggregator.handle`
-applies one job event and returns the messages to send; the Faust agent only calls it and
-sends them. A final body is kept (in the blob store, :func:`framewise.keys.final_body`) and the
-job marked final before the body is returned for sending, and the job is marked published (its
-batches and media forgotten) only once the sends went out (:meth:`Aggregator.published`), so a
-crash anywhere repeats a publication rather than losing it. Redelivered events are recognised
-(batch bitmasks, segment numbers, ``final_status``) and change nothing. A published job's state
-is forgotten after the retention period.
+:class:`JobState` as JSON) and ``batches`` (batch key -> payload as JSON text).
+:meth:`Aggregator.handle` applies one job event and returns the messages to send; the Faust
+agent only calls it and sends them. A final body is kept (in the blob store,
+:func:`framewise.keys.final_body`) and the job marked final before the body is returned for
+sending, and the job is marked published (its batches and media forgotten) only once the sends
+went out (:meth:`Aggregator.published`), so a crash anywhere repeats a publication rather than
+losing it. Redelivered events are recognised (batch bitmasks, segment numbers,
+``final_status``) and change nothing. A published job's state is forgotten after the retention
+period.
 """
 
 from __future__ import annotations
@@ -104,8 +105,8 @@ class Aggregator:
     def save(self, state: JobState) -> None:
         self.jobs[state.job_id] = state.model_dump(mode="json", exclude_none=True)
 
-    def payloads_of(self, state: JobState) -> dict[str, list[tuple[int, int, dict]]]:
-        out: dict[str, list[tuple[int, int, dict]]] = {}
+    def payloads_of(self, state: JobState) -> assembly.Payloads:
+        out: dict[str, list[tuple[int, int, str]]] = {}
         for key, stage, segment, batch in self._batch_keys(state):
             payload = self.batches.get(key)
             if payload is not None:
@@ -193,7 +194,7 @@ class Aggregator:
         counted = assembly.record_batch(state, event.stage, event.segment_index, event.batch_index)
         if not counted and key in self.batches:
             return Outcome()
-        self.batches[key] = event.payload
+        self.batches[key] = assembly.payload_text(event.payload)
         if event.error is not None:
             state.error = event.error
         return await self._changed(state)

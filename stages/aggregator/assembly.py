@@ -30,7 +30,14 @@ from schemas.messages import JobFailed, JobPlanned, JobState, SegmentDecoded, Se
 from stages.registry import stages
 from stages.spec import VideoContext
 
-Payloads = Mapping[str, list[tuple[int, int, dict[str, Any]]]]  # stage -> (segment, batch, payload)
+# stage -> (segment, batch, payload as JSON text): parsed one stage at a time when a job is
+# assembled, so a long video's payloads are held as compact text, never all as objects at once
+Payloads = Mapping[str, list[tuple[int, int, str]]]
+
+
+def payload_text(payload: dict[str, Any]) -> str:
+    """How a stage's batch payload is kept until its job is assembled."""
+    return json.dumps(payload, separators=(",", ":"))
 
 
 def state_from_plan(planned: JobPlanned) -> JobState:
@@ -151,7 +158,7 @@ def video_result(state: JobState, payloads: Payloads, settings: Settings) -> Vid
     for name, spec in stages().items():
         if name not in state.stages or spec.finalize_video is None:
             continue
-        ordered = [p for _, _, p in sorted(payloads.get(name, []), key=lambda x: x[:2])]
+        ordered = [json.loads(p) for _, _, p in sorted(payloads.get(name, []), key=lambda x: x[:2])]
         fields.update(spec.finalize_video(VideoContext(probe, rate, ordered, fields), settings))
     scenes = fields.get("raw_scenes") or []
     for internal in [k for k in fields if k.startswith("_")]:
@@ -170,7 +177,7 @@ def video_result(state: JobState, payloads: Payloads, settings: Settings) -> Vid
 
 
 def _image_items(state: JobState, payloads: Payloads, settings: Settings) -> list[ImageItem]:
-    by_item: dict[str, dict[int, dict]] = {
+    by_item: dict[str, dict[int, str]] = {
         name: {seg: p for seg, _, p in entries} for name, entries in payloads.items()
     }
     items = []
@@ -185,7 +192,7 @@ def _image_items(state: JobState, payloads: Payloads, settings: Settings) -> lis
         for name, spec in stages().items():
             payload = by_item.get(name, {}).get(i)
             if name in state.stages and spec.finalize_image is not None and payload is not None:
-                fields.update(spec.finalize_image(payload, settings))
+                fields.update(spec.finalize_image(json.loads(payload), settings))
         items.append(
             ImageItem(
                 external_id=external_id,
