@@ -139,6 +139,10 @@ def rapidocr_params(settings: Settings) -> dict:
         "EngineConfig.onnxruntime.use_cuda": "CUDAExecutionProvider" in settings.onnx_providers,
         "EngineConfig.onnxruntime.intra_op_num_threads": settings.onnx_threads or -1,
         "EngineConfig.onnxruntime.inter_op_num_threads": 1 if settings.onnx_threads else -1,
+        # onnxruntime's own arena rather than malloc's heaps for the detector's and
+        # recognizer's tensors: the worker's memory then stays at what its first batches
+        # needed (72 s -> 9.6 min of video: 1.01x, against 1.09-1.13x through malloc)
+        "EngineConfig.onnxruntime.enable_cpu_mem_arena": True,
     }
     setting = "FRAMEWISE_OCR_DET_MODEL"
     if runs_int8_detector(settings):
