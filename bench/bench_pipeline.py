@@ -464,11 +464,17 @@ def _tree(root: int) -> dict[int, str]:
     return found
 
 
-def _rss(pid: int) -> int:
+def _peak_rss(pid: int) -> int:
+    """The most memory ``pid`` has held since :func:`_reset_peak_rss` (the kernel's own high
+    water mark: a sampler would miss a spike shorter than its interval)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+def _reset_peak_rss(pid: int) -> None:
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -478,7 +484,7 @@ def _cpu_seconds(pid: int) -> float:
 
 
 class Watch:
-    """Samples the blob store's size and every process's memory and CPU time while a job
+    """Samples the blob store's size and every process's peak memory and CPU time while a job
     runs."""
 
     def __init__(self, root_pid: int, data_dir: Path) -> None:
@@ -487,13 +493,16 @@ class Watch:
         self.peak_rss: dict[str, int] = {}
         self.cpu: dict[int, tuple[str, float, float]] = {}  # pid -> role, first, last sample
         self.running = True
+        for pid in _tree(root_pid):
+            with contextlib.suppress(FileNotFoundError):  # it ended meanwhile
+                _reset_peak_rss(pid)
 
     def sample(self) -> None:
         size = sum(f.stat().st_size for f in (self.data_dir / "frames").rglob("*") if f.is_file())
         self.peak_bytes = max(self.peak_bytes, size)
         for pid, role in _tree(self.root_pid).items():
             with contextlib.suppress(OSError):  # it ended between listing and reading
-                self.peak_rss[role] = max(self.peak_rss.get(role, 0), _rss(pid))
+                self.peak_rss[role] = max(self.peak_rss.get(role, 0), _peak_rss(pid))
                 now = _cpu_seconds(pid)
                 self.cpu[pid] = (role, self.cpu.get(pid, (role, now, now))[1], now)
 

@@ -25,7 +25,7 @@ from framewise.blobstore import BlobStore
 from framewise.config import Settings
 from framewise.kafka import to_bytes
 from framewise.topics import TopicSpec
-from schemas.api import ErrorCode, JobError, JobStatus, VideoJob, WebhookStatus
+from schemas.api import ErrorCode, ImageBatchJob, JobError, JobStatus, VideoJob, WebhookStatus
 from schemas.messages import (
     BatchResult,
     DeadlinePassed,
@@ -66,6 +66,11 @@ class Outcome:
 
     sends: list[Send] = field(default_factory=list)
     finalised: str | None = None
+
+
+def body_json(body: VideoJob | ImageBatchJob) -> bytes:
+    """A job body as its JSON bytes."""
+    return body.__pydantic_serializer__.to_json(body, exclude_none=True)
 
 
 def batch_key(job_id: str, stage: str, segment: int, batch: int) -> str:
@@ -208,7 +213,7 @@ class Aggregator:
         if time.monotonic() - self.last_status.get(state.job_id, 0.0) < STATUS_INTERVAL_S:
             return Outcome()
         body = assembly.job_body(state, None, self.settings, JobStatus.processing)
-        return Outcome([self._status(state, body.model_dump_json(exclude_none=True).encode())])
+        return Outcome([self._status(state, body_json(body))])
 
     async def _finalise(self, state: JobState) -> Outcome:
         status = JobStatus.failed if state.error is not None else JobStatus.finished
@@ -225,10 +230,9 @@ class Aggregator:
             state.webhook_status = WebhookStatus(delivered=False, attempts=0)
         if isinstance(body, VideoJob) and body.result is not None:
             state.keyframe_times = keyframes.wanted_times(body.result)
-        # the body is kept before anything is published or forgotten
-        self.blobs.put_bytes(
-            keys.final_body(state.job_id), body.model_dump_json(exclude_none=True).encode()
-        )
+        # The body is kept before anything is published or forgotten, serialized straight to
+        # bytes (model_dump_json would make a str of it first: megabytes for a long video).
+        self.blobs.put_bytes(keys.final_body(state.job_id), body_json(body))
         del body  # the model is freed before _publication reads the bytes back
         state.final_status = status.value
         state.last_progress = self.clock()

@@ -36,13 +36,11 @@ def _faces(payloads: list[dict], pack: str) -> list[clustering.Face]:
     ]
 
 
-def _person_body(
-    person: clustering.Person,
-    person_id: str,
-    prominence: float,
-    settings: Settings,
-    thumbnails: dict[str, str],
+def _person_fields(
+    person: clustering.Person, person_id: str, settings: Settings, thumbnails: dict[str, str]
 ) -> dict[str, Any]:
+    """A person's body but its prominence, which is per scene. Made once per person: a long
+    video lists the same person in many scenes, and each listing then shares the embedding."""
     best = clustering.best_face(person.faces)
     matched = sum(f.allowlisted for f in person.faces)
     body = {
@@ -50,11 +48,18 @@ def _person_body(
         "gender": clustering.gender(person.faces, packs.thresholds(settings).gender_confidence),
         "face_embedding": [round(float(v), 6) for v in person.centroid],
         "allowlisted": matched * 2 >= len(person.faces),
-        "relative_prominence": prominence,
         "age": clustering.age(person.faces),
         "face_thumbnail": thumbnails.get(best.thumbnail_key or ""),
     }
     return {k: v for k, v in body.items() if v is not None}
+
+
+def _person_bodies(persons: list[clustering.Person], settings: Settings) -> list[dict[str, Any]]:
+    thumbnails = _thumbnails(persons, settings)
+    return [
+        _person_fields(person, f"person_{k + 1}", settings, thumbnails)
+        for k, person in enumerate(persons)
+    ]
 
 
 def _thumbnails(persons: list[clustering.Person], settings: Settings) -> dict[str, str]:
@@ -70,7 +75,7 @@ def _thumbnails(persons: list[clustering.Person], settings: Settings) -> dict[st
 def finalize_video(ctx: VideoContext, settings: Settings) -> dict[str, Any]:
     faces = _faces(ctx.payloads, settings.group(FaceSettings).pack)
     persons = clustering.cluster(faces, packs.thresholds(settings).cluster)
-    thumbnails = _thumbnails(persons, settings)
+    bodies = _person_bodies(persons, settings)
     constellation = []
     for start, end in ctx.shots():
         present = {k: [f for f in p.faces if start <= f.t < end] for k, p in enumerate(persons)}
@@ -80,8 +85,7 @@ def finalize_video(ctx: VideoContext, settings: Settings) -> dict[str, Any]:
             {
                 "time_segment": {"start_seconds": start, "end_seconds": end},
                 "person_ids": [
-                    _person_body(persons[k], f"person_{k + 1}", weights[k], settings, thumbnails)
-                    for k in sorted(present)
+                    {**bodies[k], "relative_prominence": weights[k]} for k in sorted(present)
                 ],
             }
         )
@@ -94,12 +98,9 @@ def finalize_image(payload: dict[str, Any], settings: Settings) -> dict[str, Any
     for person, face in zip(persons, faces, strict=True):
         person.add(face)
     weights = clustering.prominence({k: p.faces for k, p in enumerate(persons)})
-    thumbnails = _thumbnails(persons, settings)
+    bodies = _person_bodies(persons, settings)
     return {
-        "person_ids": [
-            _person_body(p, f"person_{k + 1}", weights[k], settings, thumbnails)
-            for k, p in enumerate(persons)
-        ]
+        "person_ids": [{**body, "relative_prominence": weights[k]} for k, body in enumerate(bodies)]
     }
 
 
