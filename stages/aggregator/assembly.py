@@ -8,9 +8,9 @@ change here.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
 from framewise import keys
 from framewise.config import Settings
@@ -38,6 +38,26 @@ Payloads = Mapping[str, list[tuple[int, int, str]]]
 def payload_text(payload: dict[str, Any]) -> str:
     """How a stage's batch payload is kept until its job is assembled."""
     return json.dumps(payload, separators=(",", ":"))
+
+
+class ParsedOnRead(Sequence[dict[str, Any]]):
+    """Payload texts, each parsed when it is read: a finaliser that walks them holds one
+    batch's objects at a time, not a long video's all at once."""
+
+    def __init__(self, texts: list[str]) -> None:
+        self.texts = texts
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(index, slice):
+            return [json.loads(text) for text in self.texts[index]]
+        return json.loads(self.texts[index])
 
 
 def state_from_plan(planned: JobPlanned) -> JobState:
@@ -158,7 +178,9 @@ def video_result(state: JobState, payloads: Payloads, settings: Settings) -> Vid
     for name, spec in stages().items():
         if name not in state.stages or spec.finalize_video is None:
             continue
-        ordered = [json.loads(p) for _, _, p in sorted(payloads.get(name, []), key=lambda x: x[:2])]
+        ordered = ParsedOnRead(
+            [p for _, _, p in sorted(payloads.get(name, []), key=lambda x: x[:2])]
+        )
         fields.update(spec.finalize_video(VideoContext(probe, rate, ordered, fields), settings))
     scenes = fields.get("raw_scenes") or []
     for internal in [k for k in fields if k.startswith("_")]:

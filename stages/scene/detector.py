@@ -28,6 +28,8 @@ it), for sections and thumbnails; the public result has only the shots.
 
 from __future__ import annotations
 
+from array import array
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import cv2
@@ -48,29 +50,35 @@ def drift_span(rate: float) -> int:
 
 @dataclass
 class SceneFeatures:
-    """Per analysed frame, in time order; ``nan`` where the frame it compares to is absent."""
+    """Per analysed frame, in time order; ``nan`` where the frame it compares to is absent.
+    The measures are ``array("d")``: list-like, but 8 bytes a value where a list of floats
+    takes 32 (a video's features are held whole when its shots are found)."""
 
     frame_indices: list[int]
-    timestamps: list[float]
-    activity: list[float]
-    luma: list[float]
-    flash_gap: list[float]
-    drift: list[float]
-    flat: list[float]
-    sharpness: list[float]
-    spread: list[float]
+    timestamps: array[float]
+    activity: array[float]
+    luma: array[float]
+    flash_gap: array[float]
+    drift: array[float]
+    flat: array[float]
+    sharpness: array[float]
+    spread: array[float]
+
+    @classmethod
+    def empty(cls) -> SceneFeatures:
+        return cls([], *(array("d") for _ in range(len(cls.__dataclass_fields__) - 1)))
 
     def to_payload(self) -> dict:
         """JSON-ready: ``nan`` becomes ``None``."""
         return {k: [None if v != v else v for v in vs] for k, vs in self.__dict__.items()}
 
     @classmethod
-    def from_payloads(cls, payloads: list[dict]) -> SceneFeatures:
-        merged: dict[str, list] = {k: [] for k in cls.__dataclass_fields__}
+    def from_payloads(cls, payloads: Iterable[dict]) -> SceneFeatures:
+        merged = cls.empty()
         for payload in payloads:
-            for key in merged:
-                merged[key].extend(float("nan") if v is None else v for v in payload[key])
-        return cls(**merged)
+            for key, values in merged.__dict__.items():
+                values.extend(float("nan") if v is None else v for v in payload[key])
+        return merged
 
     def array(self, name: str) -> np.ndarray:
         return np.asarray(getattr(self, name), dtype=float)
@@ -144,7 +152,7 @@ def frame_features(
     hists = [_histogram(h) for h in hsv]
     span = drift_span(rate)
     nan = float("nan")
-    out = SceneFeatures(*([] for _ in SceneFeatures.__dataclass_fields__))
+    out = SceneFeatures.empty()
     for i in range(context_frames, len(frames)):
         out.frame_indices.append(frame_indices[i])
         out.timestamps.append(timestamps[i])
