@@ -49,14 +49,20 @@ def build_aggregator_app(settings: Settings) -> faust.App:
     ]
     aggregator = Aggregator(*tables, settings, BlobStore(settings.data_dir), offload=in_thread)
 
-    async def send(sends: list[Send]) -> None:
+    async def send(sends: list[Send], delivered: bool = False) -> None:
         for message in sends:
-            await outputs[message.topic.name].send(key=message.key, value=message.value)
+            sent = await outputs[message.topic.name].send(key=message.key, value=message.value)
+            if delivered:
+                await sent
 
     async def carry_out(outcome: Outcome) -> None:
-        await send(outcome.sends)
-        if outcome.finalised is not None:
-            aggregator.published(outcome.finalised)  # table writes stay on the event loop
+        if outcome.finalised is None:
+            await send(outcome.sends)
+            return
+        # A final body is marked published only once the broker has it, and its sends go one
+        # at a time: a long video's body is megabytes, and the producer copies what it holds.
+        await send(outcome.sends, delivered=True)
+        aggregator.published(outcome.finalised)  # table writes stay on the event loop
 
     @app.agent(outputs[events_spec.name], name="framewise.aggregate")
     async def aggregate(stream):
