@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaProducer
 from framewise import keys, topics
 from framewise.blobstore import BlobStore
 from framewise.config import Settings
+from schemas.api import JobHead
 from schemas.messages import IngestRequest
 
 log = logging.getLogger(__name__)
@@ -50,9 +51,11 @@ class Journal:
             json.dump(data, out)
         os.replace(tmp, path)
 
-    def keep_status(self, job_id: str, body: bytes, owner: str | None) -> None:
+    def keep_status(self, job_id: str, body: bytes, owner: str | None, terminal: bool) -> None:
+        """Keep a job's latest status body; once it is ``terminal`` the job will not run
+        again, so its ingest request is dropped."""
         self._write(self._path("status", job_id), {"owner": owner, "body": body.decode()})
-        if json.loads(body).get("status") in TERMINAL:
+        if terminal:
             self._path("ingest", job_id).unlink(missing_ok=True)
 
     def keep_ingest(self, request: IngestRequest) -> None:
@@ -112,7 +115,7 @@ async def replay(journal: Journal, settings: Settings, blobs: BlobStore) -> tupl
             await producer.send_and_wait(
                 topics.JOB_STATUS.name, body.encode(), key=keys.job_key(job_id), headers=headers
             )
-            if json.loads(body).get("status") in TERMINAL:
+            if JobHead.of(body.encode()).status in TERMINAL:
                 for prefix in keys.transient_prefixes(job_id):
                     blobs.delete_prefix(prefix)
         for identity_id, record in journal.identities().items():

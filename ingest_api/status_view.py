@@ -8,18 +8,18 @@ survives an API restart; the aggregator is the topic's writer (the API itself wr
 
 from __future__ import annotations
 
-import json
 import time
 from collections import deque
 from datetime import datetime
 
 from framewise import keys, topics
 from framewise.config import Settings
-from framewise.journal import Journal
+from framewise.journal import TERMINAL, Journal
 from framewise.metrics import JOB_SECONDS, JOBS_ACTIVE, JOBS_FINISHED, WEBHOOK_FAILURES
 from framewise.topic_view import TopicView
 from ingest_api.job_bodies import JobBodies
 from ingest_api.problems import ProblemError
+from schemas.api import JobHead
 
 LATENCY_WINDOW = 200  # recent finished jobs per media type
 MAX_JOB_ID = 80  # ours are under 40 characters; longer ids are neither looked up nor echoed
@@ -83,17 +83,16 @@ class StatusView:
         if owner:
             self.jobs.set_owner(job_id, owner.decode())
         if body:
-            self.apply(job_id, body)
+            head = JobHead.of(body)  # parsed once, for the store, the metrics and the journal
+            self.apply(job_id, body, head)
             if self.journal is not None:
-                self.journal.keep_status(job_id, body, self.jobs.owner(job_id) or None)
+                owner = self.jobs.owner(job_id) or None
+                self.journal.keep_status(job_id, body, owner, head.status in TERMINAL)
 
-    def apply(self, job_id: str, body: bytes) -> None:
-        try:
-            parsed = json.loads(body)
-        except ValueError:
-            parsed = {}
-        status = parsed.get("status")
-        updated = _timestamp(parsed.get("updated_at"))
+    def apply(self, job_id: str, body: bytes, head: JobHead | None = None) -> None:
+        head = head or JobHead.of(body)
+        status = head.status
+        updated = _timestamp(head.updated_at)
         self.jobs.put(job_id, body, status, updated)
         media_type = keys.media_type_of(job_id)
         if status in ("queued", "processing"):
@@ -104,13 +103,13 @@ class StatusView:
             self.active.discard(job_id)
             JOBS_ACTIVE.set(len(self.active))
             JOBS_FINISHED.labels(media_type, status).inc()
-            seconds = _elapsed_seconds(parsed)
+            seconds = _elapsed_seconds(head)
             if seconds is not None:
                 JOB_SECONDS.labels(media_type).observe(seconds)
-            sample = _latency_sample(parsed) if status == "finished" else None
+            sample = _latency_sample(head) if status == "finished" else None
             if sample is not None:
                 self.latency[media_type].append(sample)
-        webhook = parsed.get("webhook") or {}
+        webhook = head.webhook or {}
         if webhook.get("attempts") and not webhook.get("delivered") and self.jobs.flag_once(job_id):
             WEBHOOK_FAILURES.inc()
 
@@ -122,23 +121,21 @@ def _timestamp(value: object) -> float | None:
         return None
 
 
-def _elapsed_seconds(body: dict) -> float | None:
+def _elapsed_seconds(head: JobHead) -> float | None:
     try:
         return (
-            datetime.fromisoformat(body["updated_at"]) - datetime.fromisoformat(body["created_at"])
+            datetime.fromisoformat(str(head.updated_at))
+            - datetime.fromisoformat(str(head.created_at))
         ).total_seconds()
-    except (KeyError, TypeError, ValueError):
+    except (TypeError, ValueError):
         return None
 
 
-def _latency_sample(body: dict) -> float | None:
+def _latency_sample(head: JobHead) -> float | None:
     """Milliseconds of server-side processing per media unit for one finished job."""
-    seconds = _elapsed_seconds(body)
+    seconds = _elapsed_seconds(head)
     if seconds is None:
         return None
     elapsed_ms = seconds * 1000
-    if "items" in body:
-        units = len(body["items"])
-    else:
-        units = ((body.get("result") or {}).get("metadata") or {}).get("duration_seconds") or 0
+    units = len(head.items) if head.items is not None else head.duration_seconds or 0
     return elapsed_ms / units if units else None

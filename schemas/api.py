@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasPath, BaseModel, ConfigDict, Field
 
 
 class Body(BaseModel):
@@ -141,6 +141,33 @@ class ImageItem(Body):
 
 class ImageBatchJob(JobCommon):
     items: list[ImageItem] = Field(default_factory=list)
+
+
+class _Skipped(BaseModel):
+    """An item whose contents are not read."""
+
+
+class JobHead(BaseModel):
+    """The few fields of a job body (:class:`VideoJob` or :class:`ImageBatchJob`) that the API's
+    status view, its metrics and the journal read. :meth:`of` parses them out of the JSON
+    without building the result as Python objects: a long video's result is megabytes."""
+
+    status: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+    webhook: dict[str, object] | None = None
+    duration_seconds: float | None = Field(
+        None, validation_alias=AliasPath("result", "metadata", "duration_seconds")
+    )
+    items: list[_Skipped] | None = None
+
+    @classmethod
+    def of(cls, body: bytes) -> JobHead:
+        """The head of ``body``; empty where it is not a job body."""
+        try:
+            return cls.model_validate_json(body)
+        except ValueError:
+            return cls()
 
 
 class WebhookConfig(Body):

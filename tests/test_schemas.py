@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 from pathlib import Path
 
 from framewise.config import Settings
 from ingest_api.app import create_app
+from schemas.api import JobHead
 from schemas.export import json_schemas
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,3 +82,31 @@ def test_published_json_schemas_are_current():
         path = ROOT / "docs" / "schemas" / f"{name}.schema.json"
         assert path.is_file(), f"{path} missing: run `make schemas`"
         assert json.loads(path.read_text()) == schema, f"{path} is stale: run `make schemas`"
+
+
+def test_a_job_head_reads_status_times_and_units_without_building_the_result():
+    person = {"person_id": "person_1", "face_embedding": [0.123456] * 128, "face_thumbnail": "x"}
+    scenes = [{"person_ids": [person] * 6} for _ in range(200)]
+    body = json.dumps(
+        {
+            "job_id": "video_x",
+            "status": "finished",
+            "created_at": "2026-11-26T10:00:00+00:00",
+            "updated_at": "2026-11-26T10:00:30+00:00",
+            "webhook": {"delivered": False, "attempts": 2},
+            "result": {
+                "person_constellation_scenes": scenes,
+                "metadata": {"duration_seconds": 576.0},
+            },
+        }
+    ).encode()
+    tracemalloc.start()
+    head = JobHead.of(body)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert (head.status, head.duration_seconds, head.items) == ("finished", 576.0, None)
+    assert head.updated_at == "2026-11-26T10:00:30+00:00" and head.webhook["attempts"] == 2
+    assert peak < len(body) / 20  # json.loads would build megabytes of objects
+    batch = JobHead.of(b'{"status": "failed", "items": [{"result": {"tags": []}}, {}]}')
+    assert batch.status == "failed" and len(batch.items) == 2
+    assert JobHead.of(b"not json") == JobHead()
