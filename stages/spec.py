@@ -9,7 +9,7 @@ The list of stages is ``stages/registry.py``; this module sits below it and belo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -45,7 +45,7 @@ class VideoContext:
 
     probe: VideoProbe
     analysed_fps: float
-    payloads: Sequence[dict[str, Any]]
+    payloads: Iterable[dict[str, Any]]  # in time order; may be walked more than once
     result: dict[str, Any] = field(default_factory=dict)
 
     def shots(self) -> list[tuple[float, float]]:

@@ -8,9 +8,9 @@ change here.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any, overload
+from typing import Any
 
 from framewise import keys
 from framewise.config import Settings
@@ -40,24 +40,15 @@ def payload_text(payload: dict[str, Any]) -> str:
     return json.dumps(payload, separators=(",", ":"))
 
 
-class ParsedOnRead(Sequence[dict[str, Any]]):
-    """Payload texts, each parsed when it is read: a finaliser that walks them holds one
-    batch's objects at a time, not a long video's all at once."""
+class ParsedOnRead:
+    """Payload texts, each parsed when it is reached: a finaliser that walks them holds one
+    batch's objects at a time, not a long video's all at once (and may walk them again)."""
 
     def __init__(self, texts: list[str]) -> None:
         self.texts = texts
 
-    def __len__(self) -> int:
-        return len(self.texts)
-
-    @overload
-    def __getitem__(self, index: int) -> dict[str, Any]: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
-    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
-        if isinstance(index, slice):
-            return [json.loads(text) for text in self.texts[index]]
-        return json.loads(self.texts[index])
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return (json.loads(text) for text in self.texts)
 
 
 def state_from_plan(planned: JobPlanned) -> JobState:

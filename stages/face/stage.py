@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterable
 from typing import Any
 
 from framewise.blobstore import BlobStore
@@ -15,7 +16,7 @@ from stages.face.settings import FaceSettings
 from stages.spec import StageSpec, VideoContext
 
 
-def _faces(payloads: list[dict], pack: str) -> list[clustering.Face]:
+def _faces(payloads: Iterable[dict], pack: str) -> list[clustering.Face]:
     """The faces of the payloads made by ``pack`` (embeddings of two packs never meet)."""
     return [
         clustering.Face(
