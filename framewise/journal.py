@@ -28,7 +28,6 @@ from schemas.api import JobHead
 from schemas.messages import IngestRequest
 
 log = logging.getLogger(__name__)
-TERMINAL = ("finished", "failed")
 
 
 class Journal:
@@ -115,7 +114,7 @@ async def replay(journal: Journal, settings: Settings, blobs: BlobStore) -> tupl
             await producer.send_and_wait(
                 topics.JOB_STATUS.name, body.encode(), key=keys.job_key(job_id), headers=headers
             )
-            if JobHead.of(body.encode()).status in TERMINAL:
+            if JobHead.of(body.encode()).terminal:
                 for prefix in keys.transient_prefixes(job_id):
                     blobs.delete_prefix(prefix)
         for identity_id, record in journal.identities().items():

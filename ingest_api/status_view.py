@@ -14,7 +14,7 @@ from datetime import datetime
 
 from framewise import keys, topics
 from framewise.config import Settings
-from framewise.journal import TERMINAL, Journal
+from framewise.journal import Journal
 from framewise.metrics import JOB_SECONDS, JOBS_ACTIVE, JOBS_FINISHED, WEBHOOK_FAILURES
 from framewise.topic_view import TopicView
 from ingest_api.job_bodies import JobBodies
@@ -87,7 +87,7 @@ class StatusView:
             self.apply(job_id, body, head)
             if self.journal is not None:
                 owner = self.jobs.owner(job_id) or None
-                self.journal.keep_status(job_id, body, owner, head.status in TERMINAL)
+                self.journal.keep_status(job_id, body, owner, head.terminal)
 
     def apply(self, job_id: str, body: bytes, head: JobHead | None = None) -> None:
         head = head or JobHead.of(body)

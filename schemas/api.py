@@ -161,6 +161,11 @@ class JobHead(BaseModel):
     )
     items: list[_Skipped] | None = None
 
+    @property
+    def terminal(self) -> bool:
+        """The job has ended: its body will not change but for the webhook's outcome."""
+        return self.status in (JobStatus.finished, JobStatus.failed)
+
     @classmethod
     def of(cls, body: bytes) -> JobHead:
         """The head of ``body``; empty where it is not a job body."""

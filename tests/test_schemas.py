@@ -109,4 +109,5 @@ def test_a_job_head_reads_status_times_and_units_without_building_the_result():
     assert peak < len(body) / 20  # json.loads would build megabytes of objects
     batch = JobHead.of(b'{"status": "failed", "items": [{"result": {"tags": []}}, {}]}')
     assert batch.status == "failed" and len(batch.items) == 2
+    assert head.terminal and batch.terminal and not JobHead.of(b'{"status": "queued"}').terminal
     assert JobHead.of(b"not json") == JobHead()
