@@ -232,18 +232,22 @@ class Aggregator:
             state.keyframe_times = keyframes.wanted_times(body.result)
         # The body is kept before anything is published or forgotten, serialized straight to
         # bytes (model_dump_json would make a str of it first: megabytes for a long video).
-        self.blobs.put_bytes(keys.final_body(state.job_id), body_json(body))
-        del body  # the model is freed before _publication reads the bytes back
+        data = body_json(body)
+        del body  # only the bytes are held from here
+        self.blobs.put_bytes(keys.final_body(state.job_id), data)
         state.final_status = status.value
         state.last_progress = self.clock()
         self.save(state)
-        return self._publication(state)
+        return self._publication(state, data)
 
-    def _publication(self, state: JobState) -> Outcome:
+    def _publication(self, state: JobState, body: bytes | None = None) -> Outcome:
         """The sends of a final body: status, results and, if asked, the webhook (one bytes
-        object shared by every send: the body of a long video is megabytes)."""
+        object shared by every send: the body of a long video is megabytes). Without
+        ``body`` (a publication repeated after a crash) it is read from the blob store."""
         assert state.final_status is not None
-        key, body = keys.job_key(state.job_id), self.blobs.get_bytes(keys.final_body(state.job_id))
+        key = keys.job_key(state.job_id)
+        if body is None:
+            body = self.blobs.get_bytes(keys.final_body(state.job_id))
         sends = [self._status(state, body), Send(topics.RESULTS, key, body)]
         if state.webhook is not None:
             delivery = WebhookDelivery(
