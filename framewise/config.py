@@ -53,7 +53,12 @@ class Settings(BaseSettings):
         "as soon as a record arrives, and 250 ms on the embedded broker, which answers only "
         "when the wait is over (every hop between stages would wait it out)",
     )
-    max_message_bytes: int = Field(16 * 1024 * 1024, description="largest Kafka message")
+    max_message_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=512 * 1024,
+        description="largest Kafka message; a final body (a job's results) must fit in one, "
+        "with each face thumbnail given once where a long video's body would not",
+    )
     max_ingest_message_bytes: int = Field(
         8 * 1024 * 1024, description="larger ingest messages are dead-lettered"
     )

@@ -225,13 +225,14 @@ job_event_adapter: TypeAdapter[JobEvent] = TypeAdapter(JobEvent)
 
 
 class WebhookDelivery(Message):
-    """Internal: one webhook to deliver; ``body`` is the exact JSON that is signed and sent."""
+    """Internal: one webhook to deliver. What is signed and sent is the job's final body as
+    the aggregator kept it in the blob store (``keys.final_body``), read when the delivery
+    runs: the message stays small however many megabytes a long video's body is."""
 
     job_id: str
     delivery_id: str
     url: str
     secret: str | None = None
-    body: str
     created_at: float
 
     def __repr__(self) -> str:  # never let the secret reach a log line

@@ -12,7 +12,7 @@ import pytest
 from framewise import topics
 from framewise.blobstore import BlobStore
 from framewise.config import Settings
-from schemas.api import ErrorCode, JobError
+from schemas.api import ErrorCode, JobError, JobStatus, VideoJob
 from schemas.messages import (
     BatchResult,
     DeadlinePassed,
@@ -27,8 +27,10 @@ from schemas.messages import (
     job_event_adapter,
 )
 from stages.aggregator import assembly
-from stages.aggregator.aggregator import Aggregator, Outcome
+from stages.aggregator.aggregator import Aggregator, Outcome, body_json, fitting_body_json
 from stages.decode.planner import plan
+from stages.local import run_video_stages
+from stages.tag.settings import TagSettings
 
 JOB = "image_batch_aggregator_unit_01"
 
@@ -140,6 +142,49 @@ def test_the_final_body_is_kept_in_the_blob_store_not_in_the_tables(aggregator, 
     patched = run(aggregator, delivered)  # no webhook was asked for: the body is patched anyway
     assert json.loads(patched.sends[0].value)["webhook"]["delivered"] is True
     assert aggregator.blobs.get_bytes(f"results/{JOB}.json") == patched.sends[0].value
+
+
+def test_a_result_too_large_for_one_message_fails_the_job_and_says_why(tmp_path, clock):
+    """A final body that one Kafka message cannot carry would never reach a client: the job
+    fails at once with a body that fits and an error that names the setting to raise."""
+    limit = 512 * 1024
+    settings = Settings(stages=["tag"], data_dir=tmp_path, max_message_bytes=limit)
+    settings = settings.with_groups(TagSettings(top_k=100_000, min_probability=0.0))
+    aggregator = Aggregator({}, {}, settings, BlobStore(tmp_path), clock=clock)
+    tags = {f"a rather long tag name, number {i:06d}": 0.5 for i in range(20_000)}
+    many = CAT.model_copy(update={"payload": {"frames": [{"t": 0.0, "tags": tags}]}})
+    run(aggregator, planned(clock))
+    run(aggregator, DECODED)
+    run(aggregator, many)
+    outcome = run(aggregator, BROKEN)
+    assert outcome.finalised == JOB and all(len(s.value) < limit for s in outcome.sends)
+    body = json.loads(outcome.sends[1].value)
+    assert body["status"] == "failed" and body["error"]["code"] == "internal"
+    assert "MiB" in body["error"]["message"]
+    assert "FRAMEWISE_MAX_MESSAGE_BYTES" in body["error"]["message"]
+    assert aggregator.blobs.get_bytes(f"results/{JOB}.json") == outcome.sends[1].value
+
+
+def test_a_body_too_long_for_one_message_gives_each_face_thumbnail_once(face_settings, tom_video):
+    """Tom Hanks is in both scenes of tom_video. Where the body is larger than a message may
+    be, his thumbnail is given only where he first appears (it is optional; his person_id
+    links the scenes); nothing else changes. Smaller still, the body cannot be sent."""
+    result = run_video_stages(tom_video, face_settings)
+    body = VideoJob(job_id="video_thumbnails_once", status=JobStatus.finished, result=result)
+    full = body_json(body)
+    assert fitting_body_json(body, len(full)) == full
+    compact = fitting_body_json(body, len(full) - 1)
+    assert compact is not None and len(compact) < len(full) - 5000
+    first, second = json.loads(compact)["result"]["person_constellation_scenes"]
+    assert len(first["person_ids"]) == 7
+    assert all(p["face_thumbnail"] for p in first["person_ids"])
+    (tom,) = second["person_ids"]
+    assert "face_thumbnail" not in tom
+    assert tom["person_id"] in {p["person_id"] for p in first["person_ids"]}
+    expected = json.loads(full)
+    del expected["result"]["person_constellation_scenes"][1]["person_ids"][0]["face_thumbnail"]
+    assert json.loads(compact) == expected
+    assert fitting_body_json(body, len(compact) - 1) is None
 
 
 def test_a_published_job_is_forgotten_after_the_retention(aggregator, clock):

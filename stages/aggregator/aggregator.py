@@ -68,9 +68,28 @@ class Outcome:
     finalised: str | None = None
 
 
+# What a final body may take of FRAMEWISE_MAX_MESSAGE_BYTES: the rest is for the record's own
+# bytes and for the webhook outcome that is patched into the body later.
+BODY_HEADROOM = 64 * 1024
+
+
 def body_json(body: VideoJob | ImageBatchJob) -> bytes:
     """A job body as its JSON bytes."""
     return body.__pydantic_serializer__.to_json(body, exclude_none=True)
+
+
+def fitting_body_json(body: VideoJob | ImageBatchJob, limit: int) -> bytes | None:
+    """The final body as JSON of at most ``limit`` bytes (one Kafka message carries it to the
+    status, results and API consumers): as it is, else with each face thumbnail given once
+    (:func:`assembly.without_repeated_thumbnails`); ``None`` where even that is larger."""
+    data = body_json(body)
+    if len(data) <= limit:
+        return data
+    if isinstance(body, VideoJob):
+        data = body_json(assembly.without_repeated_thumbnails(body))
+        if len(data) <= limit:
+            return data
+    return None
 
 
 def batch_key(job_id: str, stage: str, segment: int, batch: int) -> str:
@@ -228,11 +247,17 @@ class Aggregator:
             body = assembly.job_body(state, None, self.settings, status)
         if state.webhook is not None:
             state.webhook_status = WebhookStatus(delivered=False, attempts=0)
-        if isinstance(body, VideoJob) and body.result is not None:
-            state.keyframe_times = keyframes.wanted_times(body.result)
         # The body is kept before anything is published or forgotten, serialized straight to
         # bytes (model_dump_json would make a str of it first: megabytes for a long video).
-        data = body_json(body)
+        limit = self.settings.max_message_bytes - BODY_HEADROOM
+        data = fitting_body_json(body, limit)
+        if data is None:  # never a job that cannot be published: it fails, and says why
+            state.error = assembly.too_large_error(len(body_json(body)), limit)
+            body = assembly.job_body(state, None, self.settings, JobStatus.failed)
+            data = body_json(body)
+            status = JobStatus.failed
+        if isinstance(body, VideoJob) and body.result is not None:
+            state.keyframe_times = keyframes.wanted_times(body.result)
         del body  # only the bytes are held from here
         self.blobs.put_bytes(keys.final_body(state.job_id), data)
         state.final_status = status.value
@@ -242,8 +267,9 @@ class Aggregator:
 
     def _publication(self, state: JobState, body: bytes | None = None) -> Outcome:
         """The sends of a final body: status, results and, if asked, the webhook (one bytes
-        object shared by every send: the body of a long video is megabytes). Without
-        ``body`` (a publication repeated after a crash) it is read from the blob store."""
+        object shared by the first two: the body of a long video is megabytes; the webhook
+        worker reads it from the blob store). Without ``body`` (a publication repeated after
+        a crash) it is read from the blob store."""
         assert state.final_status is not None
         key = keys.job_key(state.job_id)
         if body is None:
@@ -255,7 +281,6 @@ class Aggregator:
                 delivery_id=f"evt_{state.job_id}_{state.final_status}",
                 url=state.webhook.url,
                 secret=state.webhook.secret,
-                body=body.decode(),
                 created_at=self.clock(),
             )
             sends.append(Send(topics.WEBHOOKS, key, to_bytes(delivery)))

@@ -249,9 +249,41 @@ def timeout_error() -> JobError:
     )
 
 
+def without_repeated_thumbnails(body: VideoJob) -> VideoJob:
+    """``body`` with each person's ``face_thumbnail`` only in the first scene they appear in.
+
+    The contract repeats a person's whole entry in every scene, and the thumbnail (one best
+    crop per person and video, about 8 KB of base64) is most of it; it is optional, and
+    ``person_id`` links the other appearances to it. The rest is unchanged."""
+    if body.result is None:
+        return body
+    seen: set[str] = set()
+    scenes = []
+    for scene in body.result.person_constellation_scenes:
+        persons = []
+        for person in scene.person_ids:
+            if person.person_id in seen:
+                person = person.model_copy(update={"face_thumbnail": None})
+            seen.add(person.person_id)
+            persons.append(person)
+        scenes.append(scene.model_copy(update={"person_ids": persons}))
+    result = body.result.model_copy(update={"person_constellation_scenes": scenes})
+    return body.model_copy(update={"result": result})
+
+
+def too_large_error(size: int, limit: int) -> JobError:
+    return JobError(
+        code=ErrorCode.internal,
+        message=f"the result is {size / 2**20:.1f} MiB, more than one Kafka message may "
+        f"carry ({limit / 2**20:.1f} MiB): raise FRAMEWISE_MAX_MESSAGE_BYTES (and the "
+        "brokers' message size limits)",
+    )
+
+
 def with_webhook_status(body_json: bytes, status: WebhookStatus) -> bytes:
-    """The final body again, with the webhook delivery outcome filled in."""
+    """The final body again, with the webhook delivery outcome filled in (as compact as the
+    body it patches, so it still fits the message the body fitted)."""
     body = json.loads(body_json)
     body["webhook"] = status.model_dump(exclude_none=True)
     body["updated_at"] = _now().isoformat()
-    return json.dumps(body).encode()
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()

@@ -9,9 +9,9 @@ import faust
 from framewise import keys, topics
 from framewise.blobstore import BlobStore
 from framewise.config import Settings
-from framewise.kafka import dead_letter, make_app, to_bytes, topic, valid_events
+from framewise.kafka import dead_letter, in_thread, make_app, to_bytes, topic, valid_events
 from schemas.messages import WebhookDelivery, WebhookOutcome
-from stages.webhook.delivery import WebhookSender
+from stages.webhook.delivery import DeliveryResult, WebhookSender
 from stages.webhook.scheduler import DeliveryScheduler
 
 log = logging.getLogger(__name__)
@@ -67,14 +67,19 @@ def build_webhook_app(settings: Settings) -> faust.App:
         async def count(attempt: int) -> None:
             blobs.put_bytes(keys.webhook_attempts(delivery.delivery_id), str(attempt).encode())
 
-        result = await sender.deliver(
-            delivery.url,
-            delivery.delivery_id,
-            delivery.body.encode(),
-            delivery.secret,
-            made=attempts_made(delivery.delivery_id),
-            on_attempt=count,
-        )
+        try:  # read only now: a backlog of deliveries holds no bodies
+            body = await in_thread(blobs.get_bytes, keys.final_body(delivery.job_id))
+        except (FileNotFoundError, ValueError):  # past the retention, or not a job id
+            result = DeliveryResult(False, 0, "the job's body is not stored")
+        else:
+            result = await sender.deliver(
+                delivery.url,
+                delivery.delivery_id,
+                body,
+                delivery.secret,
+                made=attempts_made(delivery.delivery_id),
+                on_attempt=count,
+            )
         log.info(
             "webhook %s: delivered=%s attempts=%d",
             delivery.delivery_id,
