@@ -52,7 +52,13 @@ const fmt = (s) => {
   return `${m}:${r.toFixed(1).padStart(4, "0")}`;
 };
 const colour = (tag) => PALETTE[[...tag].reduce((h, c) => (h * 31 + c.charCodeAt(0)) >>> 0, 7) % PALETTE.length];
-const face = (p) => (p.face_thumbnail ? `data:image/jpeg;base64,${p.face_thumbnail}` : "");
+// A body too large for one message gives each thumbnail once (docs/topics.md): a person's
+// later scenes show the thumbnail of the first.
+const thumbnails = new Map();
+const face = (p) => {
+  const b64 = p.face_thumbnail || thumbnails.get(p.person_id);
+  return b64 ? `data:image/jpeg;base64,${b64}` : "";
+};
 
 function showStatus(job) {
   $("job-id").textContent = job.job_id;
@@ -89,6 +95,7 @@ function renderVideo(job) {
 
   const persons = new Map();
   r.person_constellation_scenes.forEach((s) => s.person_ids.forEach((p) => {
+    if (p.face_thumbnail && !thumbnails.has(p.person_id)) thumbnails.set(p.person_id, p.face_thumbnail);
     if (!persons.has(p.person_id)) persons.set(p.person_id, { person: p, spans: [] });
     persons.get(p.person_id).spans.push(s.time_segment);
   }));
