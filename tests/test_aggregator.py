@@ -231,6 +231,16 @@ def test_a_stalled_job_is_decoded_again_then_failed(aggregator, clock):
     assert body["status"] == "failed" and "reconciliations" in body["error"]["message"]
 
 
+def test_a_stalled_job_logs_what_each_segment_lacks(aggregator, clock, caplog):
+    """Which stage lost which batch, so a stall can be traced to its stage."""
+    run(aggregator, planned(clock))
+    run(aggregator, DECODED.model_copy(update={"batches": {"detail": 3}}))
+    run(aggregator, CAT.model_copy(update={"batch_index": 1}))  # batches 0 and 2 never come
+    clock.now += 61
+    run(aggregator, Reconcile(job_id=JOB))
+    assert "missing 0: tag batches [0, 2]; 1: not decoded" in caplog.text
+
+
 def test_progress_never_goes_backwards(aggregator, clock):
     run(aggregator, planned(clock))
     seen = []

@@ -327,10 +327,11 @@ class Aggregator:
             return await self._finalise(state)
         state.reconciliations += 1
         log.warning(
-            "job %s stalled: decoding segments %s again (reconciliation %d)",
+            "job %s stalled: decoding segments %s again (reconciliation %d; missing %s)",
             state.job_id,
             missing,
             state.reconciliations,
+            assembly.what_is_missing(state, missing),
         )
         state.last_progress = self.clock()
         self.save(state)

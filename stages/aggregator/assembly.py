@@ -111,21 +111,41 @@ def record_batch(state: JobState, stage: str, segment: int, batch: int) -> bool:
     return True
 
 
+def absent_batches(state: JobState, segment_index: int) -> dict[str, list[int]]:
+    """Stage -> the batches of a decoded segment it has not reported."""
+    segment = state.segments[str(segment_index)]
+    if segment.error is not None:
+        return {}
+    absent = {}
+    for stage in state.stages:
+        expected = segment.batches.get(stages()[stage].profile, 0)
+        mask = state.received.get(stage, {}).get(str(segment_index), 0)
+        if batches := [b for b in range(expected) if not mask >> b & 1]:
+            absent[stage] = batches
+    return absent
+
+
 def incomplete_segments(state: JobState) -> list[int]:
     """Segments not yet reported, or with batches some stage has not reported."""
-    missing = []
-    for task in state.decode_tasks[: state.released]:  # the others were never sent
-        segment = state.segments.get(str(task.segment_index))
-        if segment is None:
-            missing.append(task.segment_index)
-            continue
-        for stage in state.stages:
-            expected = segment.batches.get(stages()[stage].profile, 0)
-            mask = state.received.get(stage, {}).get(str(task.segment_index), 0)
-            if segment.error is None and mask.bit_count() < expected:
-                missing.append(task.segment_index)
-                break
-    return missing
+    return [
+        task.segment_index
+        for task in state.decode_tasks[: state.released]  # the others were never sent
+        if str(task.segment_index) not in state.segments
+        or absent_batches(state, task.segment_index)
+    ]
+
+
+def what_is_missing(state: JobState, segments: list[int]) -> str:
+    """For the log of a stalled job: what each incomplete segment still lacks."""
+    return "; ".join(
+        f"{index}: "
+        + (
+            ", ".join(f"{stage} batches {b}" for stage, b in absent_batches(state, index).items())
+            if str(index) in state.segments
+            else "not decoded"
+        )
+        for index in segments
+    )
 
 
 def is_complete(state: JobState) -> bool:
