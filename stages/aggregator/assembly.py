@@ -137,15 +137,14 @@ def incomplete_segments(state: JobState) -> list[int]:
 
 def what_is_missing(state: JobState, segments: list[int]) -> str:
     """For the log of a stalled job: what each incomplete segment still lacks."""
-    return "; ".join(
-        f"{index}: "
-        + (
-            ", ".join(f"{stage} batches {b}" for stage, b in absent_batches(state, index).items())
-            if str(index) in state.segments
-            else "not decoded"
-        )
-        for index in segments
-    )
+    parts = []
+    for index in segments:
+        if str(index) not in state.segments:
+            parts.append(f"{index}: not decoded")
+            continue
+        absent = absent_batches(state, index).items()
+        parts.append(f"{index}: " + ", ".join(f"{stage} batches {b}" for stage, b in absent))
+    return "; ".join(parts)
 
 
 def is_complete(state: JobState) -> bool:
