@@ -125,6 +125,44 @@ def test_webhook_secret_never_reaches_a_log(pipeline, media):
     assert "webhook" in logs and secret not in logs
 
 
+def test_a_webhook_for_a_job_without_a_kept_body_is_reported_not_sent(pipeline):
+    """A delivery names its job, and the webhook worker sends that job's final body as the
+    aggregator kept it. One whose job has no kept body (past the retention, or no job of
+    ours) is attempted nowhere and reported with the reason."""
+    import time
+
+    from aiokafka import AIOKafkaProducer
+
+    from framewise import keys, topics
+    from framewise.kafka import to_bytes
+    from schemas.messages import WebhookDelivery, WebhookOutcome
+
+    job_id = "video_without_a_kept_body_01"
+    delivery = WebhookDelivery(
+        job_id=job_id,
+        delivery_id=f"evt_{job_id}_finished",
+        url="http://127.0.0.1:9/hook",
+        created_at=time.time(),
+    )
+
+    async def produce():
+        producer = AIOKafkaProducer(bootstrap_servers=pipeline.bootstrap)
+        await producer.start()
+        await producer.send_and_wait(
+            topics.WEBHOOKS.name, to_bytes(delivery), key=keys.job_key(job_id)
+        )
+        await producer.stop()
+
+    asyncio.run(produce())
+    events = asyncio.run(
+        read_topic(pipeline.bootstrap, topics.JOB_EVENTS.name, keys.job_key(job_id), 10)
+    )
+    assert events, "no webhook outcome was reported"
+    outcome = WebhookOutcome.model_validate_json(events[-1].value)
+    assert (outcome.delivered, outcome.attempts) == (False, 0)
+    assert outcome.last_error == "the job's body is not stored"
+
+
 def test_query_string_secrets_never_reach_the_access_log(pipeline, test_video):
     """`webhook.secret` (and a token inside `webhook.url`) travel in the query string of a
     video upload: the API's access log names the parameters, never their values."""
