@@ -258,8 +258,24 @@ class SegmentState(BaseModel):
     error: JobError | None = None
 
 
+class SegmentRecord(Message):
+    """Internal: the aggregator's table value for one segment of a job (changelog
+    ``…-segments-changelog``): its decode task, what decoding reported, the batches each stage
+    reported. Apart from the job's record, so that an event writes one segment's few hundred
+    bytes, not every segment's: a ten-hour video has 600."""
+
+    task: DecodeTask | None = None
+    decoded: SegmentState | None = None
+    received: dict[str, int] = Field(
+        default_factory=dict, description="stage -> bitmask of the batches counted"
+    )
+
+
 class JobState(Message):
-    """Internal: the aggregator's table value for one job (changelog ``…-jobs-changelog``)."""
+    """Internal: the aggregator's table value for one job (changelog ``…-jobs-changelog``):
+    its plan and running totals, the same few hundred bytes however long the video. What each
+    segment holds is in its :class:`SegmentRecord`; the totals are counted again from those
+    when a job is reconciled (a crash can come between the two writes)."""
 
     job_id: str
     media_type: MediaType
@@ -270,15 +286,14 @@ class JobState(Message):
     webhook: WebhookConfig | None = None
     deadline: float | None = None
     submitted_at: datetime
-    segments: dict[str, SegmentState] = Field(default_factory=dict)
-    received: dict[str, dict[str, int]] = Field(
-        default_factory=dict,
-        description="stage -> segment -> bitmask of batches counted (written with the counts, "
-        "so a crash cannot separate them)",
+    decoded: int = Field(0, description="segments decoding has reported")
+    expected: dict[str, int] = Field(
+        default_factory=dict, description="stage -> batches the decoded segments hold for it"
     )
-    done: dict[str, int] = Field(default_factory=dict)
+    done: dict[str, int] = Field(default_factory=dict, description="stage -> batches counted")
+    shares: float = Field(0.0, description="sum of the decoded segments' progress shares")
     published: bool = Field(False, description="the terminal body reached the topics")
-    decode_tasks: list[DecodeTask] = Field(default_factory=list)
+    n_tasks: int = Field(0, description="decode tasks in the plan")
     released: int = Field(0, description="decode tasks published so far")
     last_progress: float = Field(0.0, description="unix time of the last change")
     reconciliations: int = 0

@@ -47,7 +47,7 @@ def build_aggregator_app(settings: Settings) -> faust.App:
     changelog = table_topic_configs(settings)
     tables = [
         app.Table(name, default=None, partitions=settings.partitions, extra_topic_configs=changelog)
-        for name in ("jobs", "batches")
+        for name in ("jobs", "segments", "batches")
     ]
     aggregator = Aggregator(*tables, settings, BlobStore(settings.data_dir), offload=in_thread)
 

@@ -1,7 +1,10 @@
 """The aggregator's state machine as a plain class: the single writer of job status.
 
 Its tables are mappings (Faust tables in the worker, dicts in the tests): ``jobs`` (job id ->
-:class:`JobState` as JSON) and ``batches`` (batch key -> payload as JSON text).
+:class:`JobState` as JSON: the plan and running totals), ``segments`` (segment key ->
+:class:`SegmentRecord` as JSON: a segment's task and what was reported of it) and ``batches``
+(batch key -> payload as JSON text). An event rewrites its job's and its segment's small
+records, so what a job writes grows with its length, not with its length squared.
 :meth:`Aggregator.handle` applies one job event and returns the messages to send; the Faust
 agent only calls it and sends them. A final body is kept (in the blob store,
 :func:`framewise.keys.final_body`) and the job marked final before the body is returned for
@@ -35,6 +38,7 @@ from schemas.messages import (
     JobState,
     Reconcile,
     SegmentDecoded,
+    SegmentRecord,
     WebhookDelivery,
     WebhookOutcome,
 )
@@ -96,10 +100,15 @@ def batch_key(job_id: str, stage: str, segment: int, batch: int) -> str:
     return f"{job_id}|{stage}|{segment}|{batch}"
 
 
+def segment_key(job_id: str, segment: int) -> str:
+    return f"{job_id}|{segment}"
+
+
 class Aggregator:
     def __init__(
         self,
         jobs: MutableMapping[str, Any],
+        segments: MutableMapping[str, Any],
         batches: MutableMapping[str, Any],
         settings: Settings,
         blobs: BlobStore,
@@ -107,6 +116,7 @@ class Aggregator:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.jobs = jobs
+        self.segments = segments
         self.batches = batches
         self.settings = settings
         self.blobs = blobs
@@ -129,20 +139,34 @@ class Aggregator:
     def save(self, state: JobState) -> None:
         self.jobs[state.job_id] = state.model_dump(mode="json", exclude_none=True)
 
-    def payloads_of(self, state: JobState) -> assembly.Payloads:
+    def load_segment(self, job_id: str, index: int) -> SegmentRecord:
+        raw = self.segments.get(segment_key(job_id, index))
+        return SegmentRecord.model_validate(raw) if raw is not None else SegmentRecord()
+
+    def save_segment(self, job_id: str, index: int, record: SegmentRecord) -> None:
+        self.segments[segment_key(job_id, index)] = record.model_dump(
+            mode="json", exclude_none=True
+        )
+
+    def segment_records(self, state: JobState) -> dict[int, SegmentRecord]:
+        """Every segment's record of a job: read when it is finalised or reconciled only."""
+        return {i: self.load_segment(state.job_id, i) for i in range(state.n_segments)}
+
+    def payloads_of(self, state: JobState, segments: assembly.Segments) -> assembly.Payloads:
         out: dict[str, list[tuple[int, int, str]]] = {}
-        for key, stage, segment, batch in self._batch_keys(state):
+        for key, stage, segment, batch in self._batch_keys(state, segments):
             payload = self.batches.get(key)
             if payload is not None:
                 out.setdefault(stage, []).append((segment, batch, payload))
         return out
 
-    def _batch_keys(self, state: JobState):
+    def _batch_keys(self, state: JobState, segments: assembly.Segments):
         for stage in state.stages:
             profile = stages()[stage].profile
-            for seg_key, segment in state.segments.items():
-                for b in range(segment.batches.get(profile, 0)):
-                    yield batch_key(state.job_id, stage, int(seg_key), b), stage, int(seg_key), b
+            for index, record in segments.items():
+                held = record.decoded.batches.get(profile, 0) if record.decoded else 0
+                for b in range(held):
+                    yield batch_key(state.job_id, stage, index, b), stage, index, b
 
     # --- events -------------------------------------------------------------------------------
 
@@ -163,7 +187,10 @@ class Aggregator:
         if isinstance(event, JobPlanned):
             if state is not None:
                 return Outcome()
-            return await self._changed(assembly.state_from_plan(event))
+            state, records = assembly.state_from_plan(event)
+            for index, record in records.items():  # before the job's record that counts on them
+                self.save_segment(job_id, index, record)
+            return await self._changed(state)
         if isinstance(event, JobFailed):
             state = state or assembly.state_from_failure(event)
             state.error = event.error
@@ -172,8 +199,10 @@ class Aggregator:
             log.warning("event for unknown job %s dropped: %s", job_id, event.kind)
             return Outcome()
         if isinstance(event, SegmentDecoded):
-            if not assembly.record_segment(state, event):
+            record = self.load_segment(job_id, event.segment_index)
+            if not assembly.record_segment(state, record, event):
                 return Outcome()
+            self.save_segment(job_id, event.segment_index, record)
             release = self._release_next(state)
             changed = await self._changed(state)
             return Outcome(release + changed.sends, changed.finalised)
@@ -201,9 +230,10 @@ class Aggregator:
     def _release_next(self, state: JobState) -> list[Send]:
         """A segment ended: the job's next segment may be decoded (the plan released only a
         window of them, so jobs take turns at the decoders)."""
-        if state.error is not None or state.released >= len(state.decode_tasks):
+        if state.error is not None or state.released >= state.n_tasks:
             return []
-        task = state.decode_tasks[state.released]
+        task = self.load_segment(state.job_id, state.released).task  # a video's: in order
+        assert task is not None
         state.released += 1
         return [Send(topics.DECODE_TASKS, keys.segment_key(task.job_id, task.segment_index),
                      to_bytes(task))]  # fmt: skip
@@ -212,13 +242,18 @@ class Aggregator:
         if event.stage not in state.stages:
             return Outcome()
         key = batch_key(state.job_id, event.stage, event.segment_index, event.batch_index)
-        # The payload is written before the state that counts it: a crash between the two
-        # leaves an uncounted payload, which the redelivered event counts. A batch is a
-        # duplicate only when it is both counted and stored.
-        counted = assembly.record_batch(state, event.stage, event.segment_index, event.batch_index)
+        # The payload is written before the segment's record that counts it, and that before
+        # the job's totals: a crash between the first two leaves an uncounted payload, which
+        # the redelivered event counts; between the last two, totals short of the records,
+        # which a reconciliation counts again. A batch is a duplicate only when it is both
+        # counted and stored.
+        record = self.load_segment(state.job_id, event.segment_index)
+        counted = assembly.record_batch(state, record, event.stage, event.batch_index)
         if not counted and key in self.batches:
             return Outcome()
         self.batches[key] = assembly.payload_text(event.payload)
+        if counted:
+            self.save_segment(state.job_id, event.segment_index, record)
         if event.error is not None:
             state.error = event.error
         return await self._changed(state)
@@ -236,9 +271,15 @@ class Aggregator:
 
     async def _finalise(self, state: JobState) -> Outcome:
         status = JobStatus.failed if state.error is not None else JobStatus.finished
+        segments = self.segment_records(state)
         try:  # stage finalisers (shots, clustering, merging) may be heavy
             body = await self.offload(
-                assembly.job_body, state, self.payloads_of(state), self.settings, status
+                assembly.job_body,
+                state,
+                self.payloads_of(state, segments),
+                self.settings,
+                status,
+                segments,
             )
         except Exception as exc:  # a stage's finaliser failed: report it, never hang the job
             log.exception("finalising %s failed", state.job_id)
@@ -295,9 +336,12 @@ class Aggregator:
         state.published = True
         state.last_progress = self.clock()  # the retention counts from here
         self.save(state)
-        for key, *_ in self._batch_keys(state):
+        segments = self.segment_records(state)
+        for key, *_ in self._batch_keys(state, segments):
             if key in self.batches:
                 del self.batches[key]
+        for index in segments:
+            self.segments.pop(segment_key(job_id, index), None)
         for prefix in keys.transient_prefixes(job_id):
             self.blobs.delete_prefix(prefix)
         if state.media_type == "video":
@@ -312,34 +356,45 @@ class Aggregator:
         return Send(topics.JOB_STATUS, keys.job_key(state.job_id), body)
 
     async def _reconcile(self, state: JobState, after_restart: bool = False) -> Outcome:
-        """Work was lost somewhere (a crash between a commit and its effects): decode the
-        incomplete segments again; every stage redoes them and duplicates are ignored."""
+        """Work was lost somewhere (a crash between a commit and its effects): count the job's
+        totals again from its segments' records, then decode the incomplete segments again;
+        every stage redoes them and duplicates are ignored."""
         recent = state.last_progress > (self.started_at if after_restart else 0.0)
         if recent and self.clock() - state.last_progress < self.settings.stall_timeout_s:
             return Outcome()  # progress since the timer looked
-        missing = assembly.incomplete_segments(state)
-        if state.reconciliations >= self.settings.max_reconciliations or not missing:
+        segments = self.segment_records(state)
+        counted = state.decoded
+        assembly.recount(state, segments)
+        if assembly.is_complete(state):  # only the job's totals had fallen behind
+            return await self._finalise(state)
+        missing = assembly.incomplete_segments(state, segments)
+        # segments the totals had missed release the next ones, as their reports would have
+        release = [s for _ in range(state.decoded - counted) for s in self._release_next(state)]
+        exhausted = state.reconciliations >= self.settings.max_reconciliations
+        if not release and (exhausted or not missing):
             state.error = JobError(
                 code=ErrorCode.internal,
                 message=f"no progress after {state.reconciliations} reconciliations "
                 f"(incomplete segments {missing})",
             )
             return await self._finalise(state)
-        state.reconciliations += 1
-        log.warning(
-            "job %s stalled: decoding segments %s again (reconciliation %d; missing %s)",
-            state.job_id,
-            missing,
-            state.reconciliations,
-            assembly.what_is_missing(state, missing),
-        )
+        if missing:
+            state.reconciliations += 1
+            log.warning(
+                "job %s stalled: decoding segments %s again (reconciliation %d; missing %s)",
+                state.job_id,
+                missing,
+                state.reconciliations,
+                assembly.what_is_missing(state, segments, missing),
+            )
         state.last_progress = self.clock()
         self.save(state)
+        again = [task for index in missing if (task := segments[index].task) is not None]
         return Outcome(
-            [
+            release
+            + [
                 Send(topics.DECODE_TASKS, keys.segment_key(t.job_id, t.segment_index), to_bytes(t))
-                for t in state.decode_tasks
-                if t.segment_index in missing
+                for t in again
             ]
         )
 

@@ -26,7 +26,14 @@ from schemas.api import (
     VideoResult,
     WebhookStatus,
 )
-from schemas.messages import JobFailed, JobPlanned, JobState, SegmentDecoded, SegmentState
+from schemas.messages import (
+    JobFailed,
+    JobPlanned,
+    JobState,
+    SegmentDecoded,
+    SegmentRecord,
+    SegmentState,
+)
 from stages.registry import stages
 from stages.spec import VideoContext
 
@@ -51,8 +58,14 @@ class ParsedOnRead:
         return (json.loads(text) for text in self.texts)
 
 
-def state_from_plan(planned: JobPlanned) -> JobState:
-    return JobState(
+# segment index -> its record, for the functions that need every segment of a job
+Segments = Mapping[int, SegmentRecord]
+
+
+def state_from_plan(planned: JobPlanned) -> tuple[JobState, dict[int, SegmentRecord]]:
+    """The job's record and a record per decode task (written once, read when the task is
+    released or reconciled)."""
+    state = JobState(
         job_id=planned.job_id,
         media_type=planned.media_type,
         stages=planned.stages,
@@ -62,10 +75,12 @@ def state_from_plan(planned: JobPlanned) -> JobState:
         webhook=planned.webhook,
         deadline=planned.deadline,
         submitted_at=planned.submitted_at,
+        expected={name: 0 for name in planned.stages},
         done={name: 0 for name in planned.stages},
-        decode_tasks=planned.decode_tasks,
+        n_tasks=len(planned.decode_tasks),
         released=len(planned.decode_tasks) if planned.released is None else planned.released,
     )
+    return state, {task.segment_index: SegmentRecord(task=task) for task in planned.decode_tasks}
 
 
 def state_from_failure(failed: JobFailed) -> JobState:
@@ -79,70 +94,104 @@ def state_from_failure(failed: JobFailed) -> JobState:
     )
 
 
-def expected_batches(state: JobState, stage: str) -> int | None:
-    """Batches the stage must report, or ``None`` while segments are still being decoded."""
-    if len(state.segments) < state.n_segments:
-        return None
-    profile = stages()[stage].profile
-    return sum(s.batches.get(profile, 0) for s in state.segments.values() if s.error is None)
+def segment_share(state: JobState, record: SegmentRecord) -> float:
+    """A segment's part of the progress: 0 until decoded, then 0.3 plus 0.7 times the share of
+    its batches the stages have reported. Counted per segment, the progress never goes
+    backwards as segments report how many batches they hold (a share counted against a total
+    that grows would)."""
+    if record.decoded is None:
+        return 0.0
+    ratios = []
+    for stage in state.stages:
+        expected = record.decoded.batches.get(stages()[stage].profile, 0)
+        got = record.received.get(stage, 0).bit_count()
+        ratios.append(1.0 if expected == 0 else min(1.0, got / expected))
+    return 0.3 + 0.7 * (sum(ratios) / len(ratios) if ratios else 1.0)
 
 
-def record_segment(state: JobState, decoded: SegmentDecoded) -> bool:
+def _expected_of(state: JobState, record: SegmentRecord) -> dict[str, int]:
+    """Stage -> the batches a decoded segment holds for it (none for a failed segment)."""
+    if record.decoded is None or record.decoded.error is not None:
+        return {}
+    profile_batches = record.decoded.batches
+    return {s: profile_batches.get(stages()[s].profile, 0) for s in state.stages}
+
+
+def record_segment(state: JobState, record: SegmentRecord, decoded: SegmentDecoded) -> bool:
     """Record a decoded segment; False if it was already recorded (a redelivery)."""
-    key = str(decoded.segment_index)
-    if key in state.segments:
+    if record.decoded is not None:
         return False
-    state.segments[key] = SegmentState(
+    record.decoded = SegmentState(
         batches=decoded.batches, frames=decoded.frames, error=decoded.error
     )
+    state.decoded += 1
+    for stage, count in _expected_of(state, record).items():
+        state.expected[stage] = state.expected.get(stage, 0) + count
+    state.shares += segment_share(state, record)
     if decoded.error is not None and state.media_type == "video":
         state.error = decoded.error  # a video with an undecodable segment fails as a whole
     return True
 
 
-def record_batch(state: JobState, stage: str, segment: int, batch: int) -> bool:
-    """Count a batch once; False when the state already counted it."""
-    masks = state.received.setdefault(stage, {})
+def record_batch(state: JobState, record: SegmentRecord, stage: str, batch: int) -> bool:
+    """Count a batch once; False when the segment's record already counted it."""
     bit = 1 << batch
-    if masks.get(str(segment), 0) & bit:
+    if record.received.get(stage, 0) & bit:
         return False
-    masks[str(segment)] = masks.get(str(segment), 0) | bit
-    state.done[stage] = sum(mask.bit_count() for mask in masks.values())
+    before = segment_share(state, record)
+    record.received[stage] = record.received.get(stage, 0) | bit
+    state.done[stage] = state.done.get(stage, 0) + 1
+    state.shares += segment_share(state, record) - before
     return True
 
 
-def absent_batches(state: JobState, segment_index: int) -> dict[str, list[int]]:
+def recount(state: JobState, segments: Segments) -> None:
+    """The job's totals counted again from its segments' records (a crash between writing a
+    segment's record and the job's leaves the job's short)."""
+    state.decoded = sum(record.decoded is not None for record in segments.values())
+    state.expected = {stage: 0 for stage in state.stages}
+    state.done = {stage: 0 for stage in state.stages}
+    state.shares = 0.0
+    for record in segments.values():
+        for stage, count in _expected_of(state, record).items():
+            state.expected[stage] += count
+        for stage, mask in record.received.items():
+            if stage in state.done:
+                state.done[stage] += mask.bit_count()
+        state.shares += segment_share(state, record)
+
+
+def absent_batches(state: JobState, record: SegmentRecord) -> dict[str, list[int]]:
     """Stage -> the batches of a decoded segment it has not reported."""
-    segment = state.segments[str(segment_index)]
-    if segment.error is not None:
-        return {}
     absent = {}
-    for stage in state.stages:
-        expected = segment.batches.get(stages()[stage].profile, 0)
-        mask = state.received.get(stage, {}).get(str(segment_index), 0)
+    for stage, expected in _expected_of(state, record).items():
+        mask = record.received.get(stage, 0)
         if batches := [b for b in range(expected) if not mask >> b & 1]:
             absent[stage] = batches
     return absent
 
 
-def incomplete_segments(state: JobState) -> list[int]:
-    """Segments not yet reported, or with batches some stage has not reported."""
+def incomplete_segments(state: JobState, segments: Segments) -> list[int]:
+    """Segments whose task was sent and that are not yet reported, or with batches some stage
+    has not reported."""
     return [
-        task.segment_index
-        for task in state.decode_tasks[: state.released]  # the others were never sent
-        if str(task.segment_index) not in state.segments
-        or absent_batches(state, task.segment_index)
+        index
+        for index, record in sorted(segments.items())
+        if record.task is not None
+        and (state.media_type == "image" or index < state.released)  # the others: never sent
+        and (record.decoded is None or absent_batches(state, record))
     ]
 
 
-def what_is_missing(state: JobState, segments: list[int]) -> str:
+def what_is_missing(state: JobState, segments: Segments, incomplete: list[int]) -> str:
     """For the log of a stalled job: what each incomplete segment still lacks."""
     parts = []
-    for index in segments:
-        if str(index) not in state.segments:
+    for index in incomplete:
+        record = segments[index]
+        if record.decoded is None:
             parts.append(f"{index}: not decoded")
             continue
-        absent = absent_batches(state, index).items()
+        absent = absent_batches(state, record).items()
         parts.append(f"{index}: " + ", ".join(f"{stage} batches {b}" for stage, b in absent))
     return "; ".join(parts)
 
@@ -150,27 +199,16 @@ def what_is_missing(state: JobState, segments: list[int]) -> str:
 def is_complete(state: JobState) -> bool:
     if state.error is not None:
         return True
-    return (
-        all(expected_batches(state, s) == state.done.get(s, 0) for s in state.stages)
-        and len(state.segments) >= state.n_segments
+    return state.decoded >= state.n_segments and all(
+        state.expected.get(s, 0) == state.done.get(s, 0) for s in state.stages
     )
 
 
 def progress(state: JobState) -> float:
-    """Each segment is an equal share: 0 until decoded, then 0.3 plus 0.7 times the share of
-    its batches the stages have reported. It never goes backwards as segments report how many
-    batches they hold (a share counted against a total that grows would)."""
+    """The decoded segments' shares (:func:`segment_share`) over every segment."""
     if not state.n_segments:
         return 0.0
-    total = 0.0
-    for key, segment in state.segments.items():
-        ratios = []
-        for stage in state.stages:
-            expected = segment.batches.get(stages()[stage].profile, 0)
-            got = state.received.get(stage, {}).get(key, 0).bit_count()
-            ratios.append(1.0 if expected == 0 else min(1.0, got / expected))
-        total += 0.3 + 0.7 * (sum(ratios) / len(ratios) if ratios else 1.0)
-    return round(min(0.99, total / state.n_segments), 3)
+    return round(min(0.99, state.shares / state.n_segments), 3)
 
 
 def _now() -> datetime:
@@ -208,16 +246,18 @@ def video_result(state: JobState, payloads: Payloads, settings: Settings) -> Vid
     return VideoResult.model_validate(fields)
 
 
-def _image_items(state: JobState, payloads: Payloads, settings: Settings) -> list[ImageItem]:
+def _image_items(
+    state: JobState, payloads: Payloads, segments: Segments, settings: Settings
+) -> list[ImageItem]:
     by_item: dict[str, dict[int, str]] = {
         name: {seg: p for seg, _, p in entries} for name, entries in payloads.items()
     }
     items = []
     for i, external_id in enumerate(state.external_ids):
-        segment = state.segments.get(str(i))
-        if segment is not None and segment.error is not None:
+        decoded = segments[i].decoded if i in segments else None
+        if decoded is not None and decoded.error is not None:
             items.append(
-                ImageItem(external_id=external_id, status=JobStatus.failed, error=segment.error)
+                ImageItem(external_id=external_id, status=JobStatus.failed, error=decoded.error)
             )
             continue
         fields: dict[str, Any] = ImageResult().model_dump()
@@ -236,9 +276,14 @@ def _image_items(state: JobState, payloads: Payloads, settings: Settings) -> lis
 
 
 def job_body(
-    state: JobState, payloads: Payloads | None, settings: Settings, status: JobStatus
+    state: JobState,
+    payloads: Payloads | None,
+    settings: Settings,
+    status: JobStatus,
+    segments: Segments | None = None,
 ) -> VideoJob | ImageBatchJob:
-    """The public body of a job: with results when ``status`` is finished."""
+    """The public body of a job: with results (its ``payloads``, and for images the
+    ``segments`` that say which items failed) when ``status`` is finished."""
     common: dict[str, Any] = dict(
         job_id=state.job_id,
         status=status,
@@ -255,7 +300,7 @@ def job_body(
         return VideoJob(result=result, **common)
     items: list[ImageItem] = []
     if status == JobStatus.finished:
-        items = _image_items(state, payloads or {}, settings)
+        items = _image_items(state, payloads or {}, segments or {}, settings)
     elif status != JobStatus.failed:
         items = [ImageItem(external_id=e, status=status) for e in state.external_ids]
     return ImageBatchJob(items=items, **common)
