@@ -122,12 +122,13 @@ def _timestamp(value: object) -> float | None:
 
 
 def _elapsed_seconds(head: JobHead) -> float | None:
+    if head.created_at is None or head.updated_at is None:
+        return None
     try:
         return (
-            datetime.fromisoformat(str(head.updated_at))
-            - datetime.fromisoformat(str(head.created_at))
+            datetime.fromisoformat(head.updated_at) - datetime.fromisoformat(head.created_at)
         ).total_seconds()
-    except (TypeError, ValueError):
+    except (TypeError, ValueError):  # not a time, or one with a zone and one without
         return None
 
 

@@ -100,7 +100,8 @@ def batch_key(job_id: str, stage: str, segment: int, batch: int) -> str:
     return f"{job_id}|{stage}|{segment}|{batch}"
 
 
-def segment_key(job_id: str, segment: int) -> str:
+def segment_record_key(job_id: str, segment: int) -> str:
+    """The key of a segment's record in the segments table."""
     return f"{job_id}|{segment}"
 
 
@@ -140,11 +141,11 @@ class Aggregator:
         self.jobs[state.job_id] = state.model_dump(mode="json", exclude_none=True)
 
     def load_segment(self, job_id: str, index: int) -> SegmentRecord:
-        raw = self.segments.get(segment_key(job_id, index))
+        raw = self.segments.get(segment_record_key(job_id, index))
         return SegmentRecord.model_validate(raw) if raw is not None else SegmentRecord()
 
     def save_segment(self, job_id: str, index: int, record: SegmentRecord) -> None:
-        self.segments[segment_key(job_id, index)] = record.model_dump(
+        self.segments[segment_record_key(job_id, index)] = record.model_dump(
             mode="json", exclude_none=True
         )
 
@@ -341,7 +342,7 @@ class Aggregator:
             if key in self.batches:
                 del self.batches[key]
         for index in segments:
-            self.segments.pop(segment_key(job_id, index), None)
+            self.segments.pop(segment_record_key(job_id, index), None)
         for prefix in keys.transient_prefixes(job_id):
             self.blobs.delete_prefix(prefix)
         if state.media_type == "video":
