@@ -93,6 +93,14 @@ class TimelineScan:
     packets: int  # frames held
     keyframes: list[float]  # seconds from the start, in order
     last_in_slot: dict[int, float]  # the latest frame of each occupied slot
+    packets_before_keyframe: list[int]  # frames read before each of ``keyframes``
+    packets_before_slot: dict[int, int]  # frames read before each occupied slot's first
+
+    def frames_in_slot(self, position: int) -> int:
+        """Frames held by the ``position``-th occupied slot."""
+        following = self.slots[position + 1] if position + 1 < len(self.slots) else None
+        end = self.packets if following is None else self.packets_before_slot[following]
+        return max(0, end - self.packets_before_slot[self.slots[position]])
 
 
 def scan_timeline(
@@ -101,12 +109,13 @@ def scan_timeline(
     """The ``segment_seconds`` slots of the timeline that hold at least one frame, the number
     of frames and where the key frames are, from the packets alone (no decoding).
 
-    A plan built from these costs what the media really holds: two frames a day apart make two
-    segments, not 1,441 (the timestamps a container claims cost nothing to fake). Raises
+    A plan built from these costs what the media really holds: two frames a day apart make one
+    segment, not 1,441 (the timestamps a container claims cost nothing to fake). Raises
     :class:`MediaError` when ``deadline`` (epoch seconds) passes while reading.
     """
     last_in_slot: dict[int, float] = {}
-    keyframes: list[float] = []
+    packets_before_slot: dict[int, int] = {}
+    keyframes: list[tuple[float, int]] = []
     packets = 0
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
@@ -115,15 +124,24 @@ def scan_timeline(
             stamp = packet.pts if packet.pts is not None else packet.dts
             if stamp is None or packet.size == 0:
                 continue
-            packets += 1
             t = max(0.0, float((stamp - start_pts) * stream.time_base))
             slot = int(t // segment_seconds)
             last_in_slot[slot] = max(t, last_in_slot.get(slot, t))
+            packets_before_slot.setdefault(slot, packets)
             if packet.is_keyframe:
-                keyframes.append(t)
+                keyframes.append((t, packets))
+            packets += 1
             if deadline is not None and packets % 4096 == 0 and time.time() > deadline:
                 raise PlanningTimeout("Max-Processing-Time passed while reading the video")
-    return TimelineScan(sorted(last_in_slot), packets, sorted(keyframes), last_in_slot)
+    keyframes.sort()
+    return TimelineScan(
+        slots=sorted(last_in_slot),
+        packets=packets,
+        keyframes=[t for t, _ in keyframes],
+        last_in_slot=last_in_slot,
+        packets_before_keyframe=[before for _, before in keyframes],
+        packets_before_slot=packets_before_slot,
+    )
 
 
 class PlanningTimeout(MediaError):

@@ -7,6 +7,7 @@ import math
 import threading
 import time
 
+import av
 import numpy as np
 import pytest
 
@@ -32,17 +33,17 @@ def plan_of(path, tmp_path, **settings):
     return planned, tasks
 
 
-def test_two_frames_a_day_apart_make_two_segments(tmp_path):
+def test_two_frames_a_day_apart_make_one_segment(tmp_path):
+    """Not 1,441: a segment of its own for the second frame would decode the first one again
+    to reach it, so both are one segment's."""
     path = tmp_path / "gap.mp4"
     write_timeline_video(path, [0, DAY_MS])
     assert path.stat().st_size < 4096
     scan = scan_timeline(path, 60.0)
     assert (scan.slots, scan.packets) == ([0, 1440], 2)
     planned, tasks = plan_of(path, tmp_path, segment_seconds=60.0)
-    assert planned.n_segments == 2
-    (first, second) = tasks
-    assert first.start_s == 0.0 and second.start_s == first.end_s and second.end_s is None
-    assert 86_400 - 60 < first.end_s <= 86_400  # the slot of the second frame
+    assert planned.n_segments == 1
+    assert tasks[0].start_s == 0.0 and tasks[0].end_s is None
 
 
 def test_a_continuous_video_is_cut_into_equal_segments_at_key_frames(tmp_path):
@@ -61,25 +62,76 @@ def test_a_continuous_video_is_cut_into_equal_segments_at_key_frames(tmp_path):
         assert min(abs(task.start_s - lead - key) for key in keyframes) < 1e-6
 
 
-def test_a_segment_start_moves_to_a_key_frame_only_where_it_keeps_frames():
+def scan_of(keyframes: list[float], seconds: float, length: float, fps: float = 30.0):
+    """The scan of a ``seconds`` long video at a constant ``fps``, key frames at ``keyframes``."""
+    slots = list(range(math.ceil(seconds / length)))
+    return TimelineScan(
+        slots=slots,
+        packets=round(seconds * fps),
+        keyframes=keyframes,
+        last_in_slot={s: min(seconds, (s + 1) * length) - 1 / fps for s in slots},
+        packets_before_keyframe=[round(k * fps) for k in keyframes],
+        packets_before_slot={s: round(s * length * fps) for s in slots},
+    )
+
+
+def test_a_segment_starts_where_it_costs_fewest_frames():
     lead = 0.65
-    # testvideo.mp4's key frames: 16.02 is nearer the middle (12 s) than 6.01
-    scan = TimelineScan([0, 1], 720, [0.0, 1.0, 6.01, 16.02], {0: 11.98, 1: 23.98})
-    assert segment_starts(scan, 12.0, lead) == [0.0, pytest.approx(16.02 + lead)]
-    # two frames a day apart: moving past the second one would leave its segment empty
-    scan = TimelineScan([0, 1440], 2, [0.0, 86_400.0], {0: 0.0, 1440: 86_400.0})
-    assert segment_starts(scan, 60.0, lead) == [0.0, 86_400.0]
-    # no key frame near: the slot's own start
-    scan = TimelineScan([0, 1], 600, [0.0], {0: 9.9, 1: 19.9})
-    assert segment_starts(scan, 10.0, lead) == [0.0, 10.0]
+    # a key frame 0.35 s before the middle: just after it (10 frames moved, nothing decoded)
+    assert segment_starts(scan_of([0.0, 11.0, 16.0], 24.0, 12.0), 12.0, lead) == [
+        0.0,
+        pytest.approx(11.65),
+    ]
+    # testvideo.mp4's key frames: 16 s moves 140 frames, a lead-in from 6 s costs about 0.4x
+    # its 180 frames; the segment starts later by half of that, so both segments bear it
+    starts = segment_starts(scan_of([0.0, 1.0, 6.0, 16.0], 24.0, 12.0), 12.0, lead)
+    assert starts == [0.0, pytest.approx(12.0 + 0.4 * 180 / 2 / 30, abs=0.05)]
+
+
+def test_a_video_with_one_key_frame_is_one_segment():
+    """Each later segment would decode the video from its start to reach its own: 600 of
+    them, a ten-hour decode for one hour of video. A lead-in of more than half a segment's
+    frames is never paid."""
+    assert segment_starts(scan_of([0.0], 3600.0, 6.0), 6.0, 0.65) == [0.0]
+    # key frames every 10 s, slots of 6 s: a start just after a key frame, or 3 s after at most
+    keyframes = [10.0 * k for k in range(360)]
+    starts = segment_starts(scan_of(keyframes, 3600.0, 6.0), 6.0, 0.65)
+    lead_ins = [s - max(k for k in keyframes if k <= s) for s in starts[1:]]
+    assert len(starts) == 360 and min(lead_ins) >= 0.65 - 1e-9 and max(lead_ins) <= 3.65
+
+
+def write_gop_video(path, keyint: int, seconds: int = 40) -> None:
+    """A 64x48 H.264 video of drifting texture with a key frame every ``keyint`` frames."""
+    texture = np.random.default_rng(3).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(
+            "libx264", rate=30, options={"x264-params": f"keyint={keyint}:scenecut=0"}
+        )
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(seconds * 30):
+            frame = av.VideoFrame.from_ndarray(np.roll(texture, i, axis=1), format="rgb24")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+
+def test_a_real_video_with_one_key_frame_is_planned_as_one_segment(tmp_path):
+    """The same 40 s with a key frame every second make four segments of 10 s."""
+    one_key = tmp_path / "one_key.mp4"
+    write_gop_video(one_key, keyint=100_000)
+    assert scan_timeline(one_key, 10.0).keyframes == [0.0]
+    assert plan_of(one_key, tmp_path, segment_seconds=10.0)[0].n_segments == 1
+    every_second = tmp_path / "every_second.mp4"
+    write_gop_video(every_second, keyint=30)
+    assert plan_of(every_second, tmp_path, segment_seconds=10.0)[0].n_segments == 4
 
 
 def test_placing_segments_looks_only_at_the_key_frames_around_each_slot():
     """200,000 slots with a key frame each: each slot looks at the two key frames around its
     start (a scan of every key frame for every slot would take 4e10 steps)."""
     n = 200_000
-    times = [10.0 * i + 1.0 for i in range(n)]
-    scan = TimelineScan(list(range(n)), n, times, {i: 10.0 * i + 9.0 for i in range(n)})
+    scan = scan_of([10.0 * i + 1.0 for i in range(n)], 10.0 * n, 10.0)
     starts = segment_starts(scan, 10.0, 0.5)
     assert len(starts) == n and starts[1] == 11.5 and starts[-1] == 10.0 * (n - 1) + 1.5
 
