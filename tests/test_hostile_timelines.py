@@ -84,8 +84,11 @@ def test_a_segment_starts_where_it_costs_fewest_frames():
     ]
     # testvideo.mp4's key frames: 16 s moves 140 frames, a lead-in from 6 s costs about 0.4x
     # its 180 frames; the segment starts later by half of that, so both segments bear it
-    starts = segment_starts(scan_of([0.0, 1.0, 6.0, 16.0], 24.0, 12.0), 12.0, lead)
+    testvideo = scan_of([0.0, 1.0, 6.0, 16.0], 24.0, 12.0)
+    starts = segment_starts(testvideo, 12.0, lead)
     assert starts == [0.0, pytest.approx(12.0 + 0.4 * 180 / 2 / 30, abs=0.05)]
+    # segments decoded in turns (a long video): frames moved cost nothing, a lead-in does
+    assert segment_starts(testvideo, 12.0, lead, balance=False) == [0.0, pytest.approx(16.65)]
 
 
 def test_a_video_with_one_key_frame_is_one_segment():

@@ -73,15 +73,18 @@ MAX_LEAD_IN = 0.5
 """The most frames decoded to reach a segment's start, as a share of the frames it analyses."""
 
 
-def segment_starts(scan: TimelineScan, length: float, lead: float) -> list[float]:
+def segment_starts(
+    scan: TimelineScan, length: float, lead: float, balance: bool = True
+) -> list[float]:
     """Where the segments start: for each occupied slot after the first, whichever costs
     fewer frames. Just after one of the key frames around the slot's start (by ``lead``, the
-    longest context and one frame) the decoder decodes nothing for nothing, but the frames it
-    moves between segments leave one decoder idle while another ends; near the slot's start it
-    decodes from the key frame before (a lead-in at :data:`LEAD_IN_COST`), starting later by
-    half the lead-in's cost so that both segments bear it. A slot with neither
-    (no key frame near, a lead-in over :data:`MAX_LEAD_IN` of its frames) belongs to the
-    segment before: a video with one key frame is one segment, not a decode from its start
+    longest context and one frame) the decoder decodes nothing for nothing; near the slot's
+    start it decodes a lead-in from the key frame before (at :data:`LEAD_IN_COST`). Where the
+    segments are decoded all at once (``balance``: a short video), the frames a key frame
+    moves between segments count too, as one decoder then idles while another ends, and a
+    lead-in's start moves later by half its cost so that both segments bear it. A slot with
+    neither (no key frame near, a lead-in over :data:`MAX_LEAD_IN` of its frames) belongs to
+    the segment before: a video with one key frame is one segment, not a decode from its start
     for every segment (a cost that grows with the square of its length)."""
     starts = [0.0]
     for position, slot in enumerate(scan.slots[1:], start=1):
@@ -89,8 +92,11 @@ def segment_starts(scan: TimelineScan, length: float, lead: float) -> list[float
         held = scan.frames_in_slot(position)
         per_second = held / max(scan.last_in_slot[slot] - nominal, 1e-3)
         nearest = bisect.bisect_left(scan.keyframes, nominal - lead)  # the key frames around
-        costs = {
-            k + lead: abs(k + lead - nominal) * per_second
+        costs = {  # start: (frames it costs, then how far it moves)
+            k + lead: (
+                abs(k + lead - nominal) * per_second if balance else 0.0,
+                abs(k + lead - nominal),
+            )
             for k in scan.keyframes[max(0, nearest - 1) : nearest + 1]
             if starts[-1] < k + lead <= scan.last_in_slot[slot]
             and abs(k + lead - nominal) < length / 2
@@ -99,7 +105,8 @@ def segment_starts(scan: TimelineScan, length: float, lead: float) -> list[float
         lead_in = scan.packets_before_slot[slot] - from_keyframe
         if lead_in <= MAX_LEAD_IN * held:
             cost = LEAD_IN_COST * max(0, lead_in)
-            costs[min(nominal + cost / 2 / per_second, scan.last_in_slot[slot])] = cost
+            later = cost / 2 / per_second if balance else 0.0
+            costs[min(nominal + later, scan.last_in_slot[slot])] = (cost, later)
         if costs:
             starts.append(min(costs, key=costs.__getitem__))
     return starts
@@ -152,7 +159,8 @@ def plan(
         scan = scan_timeline(blobs.path(key), length, deadline)
         check_complete(probe, scan.packets)
         lead = motion_context_seconds(settings) + 1.0 / (probe.fps or 25.0) + 0.01
-        tasks = segment_tasks(key, segment_starts(scan, length, lead), common)
+        balance = len(scan.slots) <= settings.decode_concurrency  # all decoded at once
+        tasks = segment_tasks(key, segment_starts(scan, length, lead, balance), common)
         n_segments = len(tasks)
         external_ids: list[str] = []
     else:
