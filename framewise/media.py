@@ -320,7 +320,7 @@ def frames_after_lead_in(
     """``stream``'s frames from where ``container`` was sought to. Up to ``lead_in_end`` (the
     stream's own seconds; None: no lead-in) the decoder skips the frames no other frame refers
     to (``skip_frame=NONREF``): a segment that starts between key frames decodes the frames
-    before its start only as references, about 2.2x cheaper on testvideo.mp4's B-frames. Each
+    before its start only as references, 1.7-2.2x cheaper on testvideo.mp4's B-frames. Each
     frame from ``lead_in_end`` on decodes as it would without the lead-in."""
     context = stream.codec_context
     end_pts = None if lead_in_end is None else lead_in_end / stream.time_base

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import av
 import numpy as np
+import pytest
 
 from framewise.media import Profile, decode_video_segment, frames_after_lead_in, to_rgb
 
@@ -41,11 +42,12 @@ def test_the_lead_in_skips_unreferenced_frames_and_keeps_every_later_frame(test_
     assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(kept, expected, strict=True))
 
 
-def test_a_segment_between_key_frames_decodes_what_one_pass_does(test_video):
+@pytest.mark.parametrize("threads", [1, 0])  # 0: FFmpeg's frame threads
+def test_a_segment_between_key_frames_decodes_what_one_pass_does(test_video, threads):
     """The motion profile of [12 s, 14 s), its context frames included, is the same frames
     as one decode of the whole video scaled alike."""
     motion = Profile("motion", 0, 640, 30, context_seconds=0.5)  # the loop filter kept
-    batches = list(decode_video_segment(test_video, [motion], 12.0, 14.0, 1 << 30, threads=1))
+    batches = list(decode_video_segment(test_video, [motion], 12.0, 14.0, 1 << 30, threads=threads))
     times = [t for b in batches for t in b.timestamps[b.context_frames :]]
     context = batches[0].timestamps[: batches[0].context_frames]
     with av.open(str(test_video)) as container:
