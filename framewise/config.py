@@ -220,7 +220,10 @@ class Settings(BaseSettings):
     metrics_port: int = Field(0, ge=0, description="worker Prometheus port; 0: off")
     deadline_check_interval_s: float = Field(1.0, gt=0)
     stall_timeout_s: float = Field(
-        60.0, gt=0, description="an unfinished job without progress this long is reconciled"
+        60.0,
+        gt=0,
+        description="an unfinished job without progress this long, while no other job moved "
+        "either, is reconciled (a job waiting behind others is not stalled)",
     )
     restart_grace_s: float = Field(
         15.0,

@@ -230,6 +230,30 @@ def test_a_stalled_job_is_decoded_again_then_failed(aggregator, clock):
     assert body["status"] == "failed" and "reconciliations" in body["error"]["message"]
 
 
+def test_a_job_waiting_its_turn_behind_other_jobs_is_not_stalled(aggregator, clock):
+    """Under load a job waits in a queue (the decoders' or a stage's) longer than the stall
+    timeout. While other jobs move it is neither decoded again (a duplicate at the back of the
+    queue) nor failed after FRAMEWISE_MAX_RECONCILIATIONS (1 here); once nothing moves, it is
+    reconciled as before."""
+    run(aggregator, planned(clock))
+    run(aggregator, DECODED)
+    run(aggregator, CAT)  # segment 1 waits for a decoder
+    other = "image_batch_aggregator_unit_02"
+    tasks = [t.model_copy(update={"job_id": other}) for t in planned(clock).decode_tasks]
+    run(aggregator, planned(clock).model_copy(update={"job_id": other, "decode_tasks": tasks}))
+    run(aggregator, DECODED.model_copy(update={"job_id": other, "batches": {"detail": 12}}))
+    for batch in range(12):  # five minutes of the other job's batches, one every 25 s
+        clock.now += 25
+        run(aggregator, CAT.model_copy(update={"job_id": other, "batch_index": batch}))
+        assert not any(b"reconcile" in s.value for s in aggregator.due())
+        assert run(aggregator, Reconcile(job_id=JOB)) == Outcome()
+    assert aggregator.load(JOB).final_status is None
+    clock.now += 61  # nothing moves any more: the segment is decoded again
+    assert any(b"reconcile" in s.value and JOB.encode() in s.key for s in aggregator.due())
+    retry = run(aggregator, Reconcile(job_id=JOB))
+    assert [DecodeTask.model_validate_json(s.value).segment_index for s in retry.sends] == [1]
+
+
 def test_a_stalled_job_logs_what_each_segment_lacks(aggregator, clock, caplog):
     """Which stage lost which batch, so a stall can be traced to its stage."""
     run(aggregator, planned(clock))

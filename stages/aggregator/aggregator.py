@@ -125,6 +125,7 @@ class Aggregator:
         self.clock = clock
         self.started_at = clock()
         self.restart_checked = False
+        self.last_movement = self.started_at  # when any job here last moved
         # Throttles and one-shot timers, by job; dropped when the job is published.
         self.last_status: dict[str, float] = {}
         self.deadline_sent: set[str] = set()
@@ -173,6 +174,8 @@ class Aggregator:
 
     async def handle(self, event: Any) -> Outcome:
         job_id = event.job_id
+        if isinstance(event, JobPlanned | SegmentDecoded | BatchResult):
+            self.last_movement = self.clock()
         state = self.load(job_id)
         if isinstance(event, WebhookOutcome):
             return self._webhook_outcome(state, event)
@@ -363,6 +366,8 @@ class Aggregator:
         recent = state.last_progress > (self.started_at if after_restart else 0.0)
         if recent and self.clock() - state.last_progress < self.settings.stall_timeout_s:
             return Outcome()  # progress since the timer looked
+        if not after_restart and self._work_moving():
+            return Outcome()  # the job waits its turn (a restart may have lost work: not then)
         segments = self.segment_records(state)
         counted = state.decoded
         assembly.recount(state, segments)
@@ -409,6 +414,13 @@ class Aggregator:
             and job_id not in self.expiry_sent
         )
 
+    def _work_moving(self) -> bool:
+        """Whether any job here moved within the stall timeout. A job that did not move
+        meanwhile waits its turn in a queue (the decoders' or a stage's): it lost nothing, and
+        decoding it again would only add to the queue, then fail it after
+        ``FRAMEWISE_MAX_RECONCILIATIONS`` however long the queue is."""
+        return self.clock() - self.last_movement < self.settings.stall_timeout_s
+
     # --- the timer ----------------------------------------------------------------------------
 
     def due(self) -> list[Send]:
@@ -443,7 +455,7 @@ class Aggregator:
                 sends.append(Send(topics.JOB_EVENTS, key, to_bytes(event)))
                 continue
             stalled_since = max(last_progress, self.reconcile_sent.get(job_id, 0.0))
-            if now - stalled_since > self.settings.stall_timeout_s:
+            if now - stalled_since > self.settings.stall_timeout_s and not self._work_moving():
                 self.reconcile_sent[job_id] = now
                 sends.append(Send(topics.JOB_EVENTS, key, to_bytes(Reconcile(job_id=job_id))))
         return sends
