@@ -133,9 +133,10 @@ class Settings(BaseSettings):
     decode_window: int = Field(
         4,
         ge=1,
-        description="segments of one video queued for decoding at once, at least the decode "
-        "workers times their concurrency; the next is released as one ends, so a long video "
-        "cannot starve the jobs submitted after it",
+        description="segments of one video in flight at once (queued for decoding or in the "
+        "stages' queues), at least the decode workers times their concurrency; the next is "
+        "released as one is decoded and analysed, so a long video cannot starve the jobs "
+        "submitted after it",
     )
     motion_fps: float = Field(0.0, ge=0, description="motion profile rate (scene); 0: every frame")
     motion_max_side: int = Field(

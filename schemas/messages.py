@@ -295,6 +295,8 @@ class JobState(Message):
     published: bool = Field(False, description="the terminal body reached the topics")
     n_tasks: int = Field(0, description="decode tasks in the plan")
     released: int = Field(0, description="decode tasks published so far")
+    window: int = Field(0, description="segments in flight at once: the plan's first release")
+    completed: int = Field(0, description="segments decoded and counted by every stage")
     last_progress: float = Field(0.0, description="unix time of the last change")
     reconciliations: int = 0
     error: JobError | None = None

@@ -392,14 +392,20 @@ def released(outcome: Outcome) -> list[int]:
 
 
 def test_a_long_video_releases_its_segments_a_window_at_a_time(aggregator, clock):
-    """The plan sends two of four decode tasks; each segment that ends releases the next, so
-    a long video never queues all its segments ahead of other jobs."""
+    """The plan sends two of four decode tasks; each segment that ends (decoded, and analysed
+    by every stage) releases the next. A long video thus never queues more than its window
+    ahead of other jobs: neither at the decoders, nor in the stages' queues, where a decoder
+    faster than the stages would otherwise pile up all its batches."""
     job, plan_event = windowed_plan()
     run(aggregator, plan_event)
 
     first = SegmentDecoded(job_id=job, segment_index=0, batches={"motion": 1})
-    assert released(run(aggregator, first)) == [2]
-    assert released(run(aggregator, first)) == []  # a redelivery releases nothing
+    assert released(run(aggregator, first)) == []  # its batch is still in the scene queue
+    shots = BatchResult(job_id=job, stage="scene", segment_index=0, batch_index=0, payload={})
+    assert released(run(aggregator, shots)) == [2]
+    assert released(run(aggregator, shots)) == []  # a redelivery releases nothing
+    assert released(run(aggregator, first)) == []
     assert released(run(aggregator, SegmentDecoded(job_id=job, segment_index=1, batches={}))) == [3]
     state = aggregator.load(job)
-    assert assembly.incomplete_segments(state, aggregator.segment_records(state)) == [0, 2, 3]
+    assert (state.released, state.completed) == (4, 2)
+    assert assembly.incomplete_segments(state, aggregator.segment_records(state)) == [2, 3]

@@ -32,6 +32,7 @@ from schemas.api import ErrorCode, ImageBatchJob, JobError, JobStatus, VideoJob,
 from schemas.messages import (
     BatchResult,
     DeadlinePassed,
+    DecodeTask,
     JobExpired,
     JobFailed,
     JobPlanned,
@@ -98,6 +99,13 @@ def fitting_body_json(body: VideoJob | ImageBatchJob, limit: int) -> bytes | Non
 
 def batch_key(job_id: str, stage: str, segment: int, batch: int) -> str:
     return f"{job_id}|{stage}|{segment}|{batch}"
+
+
+def task_send(task: DecodeTask) -> Send:
+    """A decode task, keyed by its segment."""
+    return Send(
+        topics.DECODE_TASKS, keys.segment_key(task.job_id, task.segment_index), to_bytes(task)
+    )
 
 
 def segment_record_key(job_id: str, segment: int) -> str:
@@ -207,9 +215,7 @@ class Aggregator:
             if not assembly.record_segment(state, record, event):
                 return Outcome()
             self.save_segment(job_id, event.segment_index, record)
-            release = self._release_next(state)
-            changed = await self._changed(state)
-            return Outcome(release + changed.sends, changed.finalised)
+            return await self._changed(state)
         if isinstance(event, BatchResult):
             return await self._batch(state, event)
         if isinstance(event, DeadlinePassed):
@@ -231,16 +237,20 @@ class Aggregator:
         self.save(state)
         return Outcome([self._status(state, patched)])
 
-    def _release_next(self, state: JobState) -> list[Send]:
-        """A segment ended: the job's next segment may be decoded (the plan released only a
-        window of them, so jobs take turns at the decoders)."""
-        if state.error is not None or state.released >= state.n_tasks:
+    def _release(self, state: JobState) -> list[Send]:
+        """The decode tasks a job may send now: its window (the plan's first release) beyond
+        the segments that are complete, decoded and analysed by every stage. A long video
+        thus keeps no more than its window in the decoders' and the stages' queues, and the
+        jobs submitted after it take turns there too."""
+        if state.error is not None:
             return []
-        task = self.load_segment(state.job_id, state.released).task  # a video's: in order
-        assert task is not None
-        state.released += 1
-        return [Send(topics.DECODE_TASKS, keys.segment_key(task.job_id, task.segment_index),
-                     to_bytes(task))]  # fmt: skip
+        sends = []
+        while state.released < min(state.n_tasks, state.completed + state.window):
+            task = self.load_segment(state.job_id, state.released).task  # a video's: in order
+            assert task is not None
+            state.released += 1
+            sends.append(task_send(task))
+        return sends
 
     async def _batch(self, state: JobState, event: BatchResult) -> Outcome:
         if event.stage not in state.stages:
@@ -267,11 +277,12 @@ class Aggregator:
         if assembly.is_complete(state):
             return await self._finalise(state)
         state.progress = assembly.progress(state)
+        release = self._release(state)
         self.save(state)
         if time.monotonic() - self.last_status.get(state.job_id, 0.0) < STATUS_INTERVAL_S:
-            return Outcome()
+            return Outcome(release)
         body = assembly.job_body(state, None, self.settings, JobStatus.processing)
-        return Outcome([self._status(state, body_json(body))])
+        return Outcome([*release, self._status(state, body_json(body))])
 
     async def _finalise(self, state: JobState) -> Outcome:
         status = JobStatus.failed if state.error is not None else JobStatus.finished
@@ -369,13 +380,12 @@ class Aggregator:
         if not after_restart and self._work_moving():
             return Outcome()  # the job waits its turn (a restart may have lost work: not then)
         segments = self.segment_records(state)
-        counted = state.decoded
         assembly.recount(state, segments)
         if assembly.is_complete(state):  # only the job's totals had fallen behind
             return await self._finalise(state)
         missing = assembly.incomplete_segments(state, segments)
         # segments the totals had missed release the next ones, as their reports would have
-        release = [s for _ in range(state.decoded - counted) for s in self._release_next(state)]
+        release = self._release(state)
         exhausted = state.reconciliations >= self.settings.max_reconciliations
         if not release and (exhausted or not missing):
             state.error = JobError(
@@ -395,14 +405,8 @@ class Aggregator:
             )
         state.last_progress = self.clock()
         self.save(state)
-        again = [task for index in missing if (task := segments[index].task) is not None]
-        return Outcome(
-            release
-            + [
-                Send(topics.DECODE_TASKS, keys.segment_key(t.job_id, t.segment_index), to_bytes(t))
-                for t in again
-            ]
-        )
+        again = [task_send(task) for i in missing if (task := segments[i].task) is not None]
+        return Outcome(release + again)
 
     def _expired(self, job_id: str, raw: dict[str, Any], now: float) -> bool:
         """A published job older than the retention period (its topics' records are gone

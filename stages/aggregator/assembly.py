@@ -80,6 +80,7 @@ def state_from_plan(planned: JobPlanned) -> tuple[JobState, dict[int, SegmentRec
         n_tasks=len(planned.decode_tasks),
         released=len(planned.decode_tasks) if planned.released is None else planned.released,
     )
+    state.window = state.released
     return state, {task.segment_index: SegmentRecord(task=task) for task in planned.decode_tasks}
 
 
@@ -117,6 +118,17 @@ def _expected_of(state: JobState, record: SegmentRecord) -> dict[str, int]:
     return {s: profile_batches.get(stages()[s].profile, 0) for s in state.stages}
 
 
+def segment_complete(state: JobState, record: SegmentRecord) -> bool:
+    """Decoded, and each stage has reported every batch it holds."""
+    if record.decoded is None:
+        return False
+    for stage, expected in _expected_of(state, record).items():
+        every = (1 << expected) - 1
+        if record.received.get(stage, 0) & every != every:
+            return False
+    return True
+
+
 def record_segment(state: JobState, record: SegmentRecord, decoded: SegmentDecoded) -> bool:
     """Record a decoded segment; False if it was already recorded (a redelivery)."""
     if record.decoded is not None:
@@ -128,6 +140,7 @@ def record_segment(state: JobState, record: SegmentRecord, decoded: SegmentDecod
     for stage, count in _expected_of(state, record).items():
         state.expected[stage] = state.expected.get(stage, 0) + count
     state.shares += segment_share(state, record)
+    state.completed += segment_complete(state, record)
     if decoded.error is not None and state.media_type == "video":
         state.error = decoded.error  # a video with an undecodable segment fails as a whole
     return True
@@ -139,9 +152,11 @@ def record_batch(state: JobState, record: SegmentRecord, stage: str, batch: int)
     if record.received.get(stage, 0) & bit:
         return False
     before = segment_share(state, record)
+    was_complete = segment_complete(state, record)
     record.received[stage] = record.received.get(stage, 0) | bit
     state.done[stage] = state.done.get(stage, 0) + 1
     state.shares += segment_share(state, record) - before
+    state.completed += not was_complete and segment_complete(state, record)
     return True
 
 
@@ -149,6 +164,7 @@ def recount(state: JobState, segments: Segments) -> None:
     """The job's totals counted again from its segments' records (a crash between writing a
     segment's record and the job's leaves the job's short)."""
     state.decoded = sum(record.decoded is not None for record in segments.values())
+    state.completed = sum(segment_complete(state, record) for record in segments.values())
     state.expected = {stage: 0 for stage in state.stages}
     state.done = {stage: 0 for stage in state.stages}
     state.shares = 0.0
@@ -179,7 +195,7 @@ def incomplete_segments(state: JobState, segments: Segments) -> list[int]:
         for index, record in sorted(segments.items())
         if record.task is not None
         and (state.media_type == "image" or index < state.released)  # the others: never sent
-        and (record.decoded is None or absent_batches(state, record))
+        and not segment_complete(state, record)
     ]
 
 
