@@ -63,3 +63,44 @@ def test_a_segment_between_key_frames_decodes_what_one_pass_does(test_video, thr
     for batch in batches:
         for t, image in zip(batch.timestamps, batch.frames, strict=True):
             assert np.array_equal(image, reference[t])
+
+
+CODEC_OPTIONS = {
+    "libx264": {"x264-params": "keyint=120:bframes=3"},
+    "libx265": {"x265-params": "keyint=120:bframes=4:log-level=error"},
+    "libvpx-vp9": {"g": "120", "auto-alt-ref": "1", "lag-in-frames": "16"},
+    "mpeg4": {"g": "120", "bf": "2"},
+}
+
+
+@pytest.mark.parametrize("codec", sorted(CODEC_OPTIONS))
+def test_every_codec_keeps_the_frames_of_a_decode_from_the_start(tmp_path, codec):
+    """H.264 and HEVC skip their unreferenced frames in the lead-in, VP9 (whose decoder
+    skips none here) and MPEG-4 decode it whole: the kept frames are the same either way."""
+    path = tmp_path / f"{codec}.mkv"
+    texture = np.random.default_rng(1).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    try:
+        out = av.open(str(path), "w")
+        stream = out.add_stream(codec, rate=30, options=CODEC_OPTIONS[codec])
+    except (av.error.FFmpegError, ValueError) as exc:
+        pytest.skip(f"{codec} is not in this PyAV build: {exc}")
+    with out:
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        for i in range(300):
+            frame = av.VideoFrame.from_ndarray(np.roll(texture, i, axis=1), format="rgb24")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    expected = {round(t, 4): image for t, image in full_decode(path, 7.0, 10.0)}
+    with av.open(str(path)) as container:
+        video = container.streams.video[0]
+        video.codec_context.thread_count = 1
+        container.seek(int(7.0 / video.time_base), stream=video)
+        kept = {
+            round(f.time, 4): f.to_ndarray(format="rgb24")
+            for f in frames_after_lead_in(container, video, 7.0)
+            if f.time >= 7.0 - 1e-6
+        }
+    assert kept.keys() == expected.keys() and len(kept) == 90
+    assert all(np.array_equal(kept[t], expected[t]) for t in expected)
