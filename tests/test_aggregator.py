@@ -409,3 +409,13 @@ def test_a_long_video_releases_its_segments_a_window_at_a_time(aggregator, clock
     state = aggregator.load(job)
     assert (state.released, state.completed) == (4, 2)
     assert assembly.incomplete_segments(state, aggregator.segment_records(state)) == [2, 3]
+
+
+def test_a_job_recorded_before_its_window_was_kept_releases_with_the_setting(aggregator, clock):
+    """A job planned by the previous version has no ``window`` in its record: it releases
+    with FRAMEWISE_DECODE_WINDOW (4) rather than never again."""
+    job, plan_event = windowed_plan()
+    run(aggregator, plan_event)
+    del aggregator.jobs[job]["window"]
+    first = SegmentDecoded(job_id=job, segment_index=0, batches={})
+    assert released(run(aggregator, first)) == [2, 3]

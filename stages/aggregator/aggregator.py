@@ -244,8 +244,9 @@ class Aggregator:
         jobs submitted after it take turns there too."""
         if state.error is not None:
             return []
+        window = state.window or self.settings.decode_window  # 0: planned before it was kept
         sends = []
-        while state.released < min(state.n_tasks, state.completed + state.window):
+        while state.released < min(state.n_tasks, state.completed + window):
             task = self.load_segment(state.job_id, state.released).task  # a video's: in order
             assert task is not None
             state.released += 1
