@@ -163,12 +163,13 @@ def record_batch(state: JobState, record: SegmentRecord, stage: str, batch: int)
 def recount(state: JobState, segments: Segments) -> None:
     """The job's totals counted again from its segments' records (a crash between writing a
     segment's record and the job's leaves the job's short)."""
-    state.decoded = sum(record.decoded is not None for record in segments.values())
-    state.completed = sum(segment_complete(state, record) for record in segments.values())
+    state.decoded = state.completed = 0
     state.expected = {stage: 0 for stage in state.stages}
     state.done = {stage: 0 for stage in state.stages}
     state.shares = 0.0
     for record in segments.values():
+        state.decoded += record.decoded is not None
+        state.completed += segment_complete(state, record)
         for stage, count in _expected_of(state, record).items():
             state.expected[stage] += count
         for stage, mask in record.received.items():
