@@ -49,3 +49,17 @@ def test_a_stage_decodes_only_the_frames_it_samples(frames):
     assert frame_files.decode(data, []).shape[0] == 0
     raw = frame_files.encode(frames, 0)
     assert np.array_equal(frame_files.decode(raw, [2]), frames[[2]])
+
+
+def test_frames_read_as_opencv_decodes_them(frames):
+    import cv2
+
+    data = frame_files.encode(frames, 95)
+    read = frame_files.decode(data)
+    for frame, back in zip(frames, read, strict=True):
+        _, jpeg = cv2.imencode(
+            ".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95]
+        )
+        opencv = cv2.cvtColor(cv2.imdecode(jpeg, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        assert np.array_equal(back, opencv)
+
