@@ -62,4 +62,3 @@ def test_frames_read_as_opencv_decodes_them(frames):
         )
         opencv = cv2.cvtColor(cv2.imdecode(jpeg, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
         assert np.array_equal(back, opencv)
-

@@ -15,6 +15,7 @@ from framewise.media import decode_video_segment
 from framewise.picture_change import GRID, thumbnail
 from framewise.synthetic import mpeg4_writer
 from stages.local import frame_message, stage_context
+from stages.ocr.engine import OcrLine
 from stages.ocr.reuse import TextMemory, bands, textured_rows
 from stages.ocr.settings import OcrSettings
 from stages.ocr.stage import OcrAnalyzer, finalize_video
@@ -113,6 +114,40 @@ def test_text_appearing_changing_and_leaving_a_still_shot_is_caught(still, tmp_p
     assert analyzer.frames_read < analyzer.frames_seen / 2
 
 
+def test_a_caption_fading_in_slower_than_the_change_threshold_is_still_read(still, tmp_path):
+    """Each sampled frame differs from the one before by less than a block change, but the
+    caption's rows are compared with the frame they were last read in, so the change adds up."""
+    seconds = 16
+    shown = caption(still, "OPENING NIGHT").astype(np.float32)
+    frames = [
+        (still * (1 - a) + shown * a).round().astype(np.uint8)
+        for a in np.minimum(1.0, np.arange(seconds * FPS) / ((seconds - 2) * FPS))
+    ]
+    path = write(tmp_path / "fade.mp4", frames)
+    whole, _ = read_video(path, reuse=False)
+    results, analyzer = read_video(path, reuse=True)
+    start_whole = spans(whole)["OPENING NIGHT"][0]
+    found = spans(results)
+    assert "OPENING NIGHT" in found, results
+    assert found["OPENING NIGHT"][0] <= start_whole + 2.0
+    assert found["OPENING NIGHT"][1] == pytest.approx(seconds, abs=1.0)
+    assert analyzer.frames_read < analyzer.frames_seen / 2
+
+
+def test_cutting_back_to_a_shot_already_read_reads_nothing(media, still, tmp_path):
+    """Shot, reverse shot (an interview's two cameras): each picture is read once."""
+    other = cv2.resize(photos(media)[1], SIZE, interpolation=cv2.INTER_AREA)
+    shots = [caption(still, "OPENING NIGHT"), caption(other, "TICKETS 20 EUR")]
+    frames = [shots[(i // (2 * FPS)) % 2] for i in range(12 * FPS)]
+    path = write(tmp_path / "cuts.mp4", frames)
+    whole, _ = read_video(path, reuse=False)
+    results, analyzer = read_video(path, reuse=True)
+    assert results == whole
+    assert {r["full_text"] for r in results} == {"OPENING NIGHT", "TICKETS 20 EUR"}
+    assert analyzer.frames_seen == 12
+    assert analyzer.frames_read == 2  # the first frame of each shot
+
+
 def test_a_caption_over_a_pan_is_read_in_every_frame(media, tmp_path):
     moving = film(photos(media)[4], 6 * FPS, pan=(6.0, 0.0))
     frames = [caption(cv2.resize(f, SIZE), "LIVE FROM THE FOREST") for f in moving]
@@ -129,6 +164,22 @@ def test_flat_rows_hold_no_text_and_a_job_never_reuses_another_jobs_reading():
     assert textured_rows(thumbnail(line)).tolist() == [False] * 6 + [True] * 2 + [False]
     assert bands(np.array([False] * 7 + [True, False])) == [(6 / GRID[1], 9 / GRID[1])]
     memory = TextMemory()
-    memory.remember("job_a", thumbnail(line), line.shape, ["anything"])
+    plan = memory.plan("job_a", thumbnail(line), line.shape)
+    memory.remember("job_a", thumbnail(line), line.shape, plan, ["anything"])
     assert memory.plan("job_b", thumbnail(line), line.shape).kept == []
     assert memory.plan("job_a", thumbnail(line), line.shape).kept == ["anything"]
+
+
+def test_a_frame_read_whole_keeps_no_line_of_the_picture_before():
+    """Lines of unchanged rows are not kept beside a whole read that finds them again."""
+    line = caption(np.zeros((540, 960, 3), np.uint8), "EXIT")
+    busy = line.copy()  # rows of blocks 1 and 4 of 9 change: bands over 6 of them
+    noise = np.random.default_rng(0).integers(0, 255, (540, 960, 3), np.uint8)
+    busy[70:110], busy[250:290] = noise[70:110], noise[250:290]
+    exit_line = OcrLine("EXIT", 0.99, (0.08, 0.77, 0.3, 0.86))
+    memory = TextMemory()
+    plan = memory.plan("job", thumbnail(line), line.shape)
+    memory.remember("job", thumbnail(line), line.shape, plan, [exit_line])
+    assert memory.plan("job", thumbnail(line), line.shape).kept == [exit_line]
+    plan = memory.plan("job", thumbnail(busy), busy.shape)
+    assert plan.bands == [(0.0, 1.0)] and plan.kept == []

@@ -1,19 +1,24 @@
-"""Text is read only where the picture changed since the frame the OCR stage last read.
+"""Text is read only where the picture changed since the OCR stage read it.
 
-A frame is compared with that frame on a grid of blocks (``framewise/picture_change.py``). Rows
-of blocks are read again only where they changed
-*and* have texture now (a flat block, such as black or sky, cannot hold text):
+A frame is compared on a grid of blocks (``framewise/picture_change.py``) with the pictures of
+the last few readings of its sequence, and planned against the one that leaves least to read.
+Rows of blocks are read again only where they changed *and* have texture now (a flat block,
+such as black or sky, cannot hold text):
 
-* nothing changed: its text is the text read last time;
+* nothing changed: its text is that reading's text;
 * some rows changed: full-width bands over the textured ones (one block of margin) are read
-  again; lines read last time that touch no changed row are kept as they were;
-* bands over most of the frame: it is read whole, as is a job's first frame where most rows
-  have texture.
+  again; lines of that reading that touch no changed row are kept as they were;
+* bands over most of the frame: it is read whole, as is a sequence's first frame where most
+  rows have texture.
 
-Text that appears, changes or disappears changes its blocks, so it is read at the sampled rate
-like before; a still picture with a copyright line is read once. The memory is per segment of
-a job (``sequence_of``), so no job's text ever stands in for another's, and a job's segments,
-decoded at once and arriving interleaved, each compare with their own previous frame.
+A reading's picture keeps each row as it was when that row's text was last established, not
+as it was in the latest frame: a change slower than the threshold between samples (a caption
+fading in over many seconds) adds up until it is read. Several pictures are kept, so that a
+cut back to a shot already read (an interview's two cameras) reads nothing. Text that
+appears, changes or disappears changes its blocks, so it is read at the sampled rate like
+before; a still picture with a copyright line is read once. The memory is per segment of a
+job (``sequence_of``), so no job's text ever stands in for another's, and a job's segments,
+decoded at once and arriving interleaved, each compare with their own frames.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from stages.ocr.engine import OcrLine
 
 TEXTURE = 16  # grey levels between a block's darkest and brightest pixel for text to fit
 WHOLE_FRAME_SHARE = 0.6  # bands taller than this in all read the whole frame instead
+PICTURES_KEPT = 4  # readings remembered per sequence, each a different picture
 
 
 def textured_rows(thumb: np.ndarray) -> np.ndarray:
@@ -46,9 +52,19 @@ def bands(rows: np.ndarray) -> list[tuple[float, float]]:
     return [(a / GRID[1], b / GRID[1]) for a, b in zip(edges[::2], edges[1::2], strict=True)]
 
 
-@dataclass
+def rows_within(spans: list[tuple[float, float]]) -> np.ndarray:
+    """Which rows of blocks lie within ``spans`` (top, bottom as frame fractions)."""
+    centres = (np.arange(GRID[1]) + 0.5) / GRID[1]
+    inside = np.zeros(GRID[1], bool)
+    for top, bottom in spans:
+        inside |= (centres > top) & (centres < bottom)
+    return inside
+
+
+@dataclass(eq=False)  # one reading is one picture: compared by identity
 class Reading:
-    """What the stage last read in a sequence: the frame's thumbnail and shape, its lines."""
+    """A picture the stage read, as of the moment each row's text was established, and its
+    lines."""
 
     thumbnail: np.ndarray
     shape: tuple[int, ...]
@@ -57,34 +73,65 @@ class Reading:
 
 @dataclass(frozen=True)
 class Plan:
-    """``bands`` (top, bottom as frame fractions) must be read; ``kept`` lines stand."""
+    """``bands`` (top, bottom as frame fractions) must be read; ``kept`` lines stand.
+    ``reference`` is the reading it builds on (None: the frame is read whole), ``established``
+    the rows whose text this frame settles (read, or changed to hold none)."""
 
     kept: list[OcrLine]
     bands: list[tuple[float, float]]
+    reference: Reading | None
+    established: np.ndarray
+
+    @property
+    def share_read(self) -> float:
+        return sum(bottom - top for top, bottom in self.bands)
 
 
 class TextMemory:
-    """The last :class:`Reading` of the most recent sequences, and the plan for the next
-    frame of one."""
+    """The last :data:`PICTURES_KEPT` :class:`Reading` of each recent sequence, and the plan
+    for the next frame of one."""
 
     def __init__(self) -> None:
-        self.readings: RecentSequences[Reading] = RecentSequences()
+        self.readings: RecentSequences[list[Reading]] = RecentSequences()
 
     def plan(self, sequence: str, thumb: np.ndarray, shape: tuple[int, ...]) -> Plan:
-        last = self.readings.get(sequence)
-        known = last is not None and last.shape == shape
-        changed = changed_rows(last.thumbnail, thumb) if known else np.ones(GRID[1], bool)
-        to_read = bands(changed & textured_rows(thumb))
+        known = [r for r in self.readings.get(sequence) or [] if r.shape == shape]
+        textured = textured_rows(thumb)
+        plans = [self._plan_against(reading, thumb, textured) for reading in reversed(known)]
+        if not plans:
+            return self._plan_against(None, thumb, textured)
+        return min(plans, key=lambda plan: plan.share_read)  # the most recent of equals
+
+    @staticmethod
+    def _plan_against(reading: Reading | None, thumb: np.ndarray, textured: np.ndarray) -> Plan:
+        if reading is None:
+            changed = np.ones(GRID[1], bool)
+        else:
+            changed = changed_rows(reading.thumbnail, thumb)
+        to_read = bands(changed & textured)
         if sum(bottom - top for top, bottom in to_read) > WHOLE_FRAME_SHARE:
             to_read = [(0.0, 1.0)]
-        if last is None or not known:
-            return Plan([], to_read)
+        established = changed | rows_within(to_read)
+        if reading is None or established.all():  # read whole: nothing of it stands
+            return Plan([], to_read, None, established)
         gone = bands(changed)  # lines touching a changed row (or its margin) are stale
 
         def stands(line: OcrLine) -> bool:
             return all(line.box[3] <= top or line.box[1] >= bottom for top, bottom in gone)
 
-        return Plan([line for line in last.lines if stands(line)], to_read)
+        kept = [line for line in reading.lines if stands(line)]
+        return Plan(kept, to_read, reading, established)
 
-    def remember(self, sequence: str, thumb: np.ndarray, shape: tuple[int, ...], lines) -> None:
-        self.readings.put(sequence, Reading(thumb, shape, list(lines)))
+    def remember(
+        self, sequence: str, thumb: np.ndarray, shape: tuple[int, ...], plan: Plan, lines
+    ) -> None:
+        """What was read of ``thumb`` by ``plan``. A frame read whole is a new picture (the
+        others are kept for a cut back to them); otherwise the rows it settled replace those
+        of the picture it builds on."""
+        readings = list(self.readings.get(sequence) or [])
+        if plan.reference is not None:
+            readings.remove(plan.reference)
+            rows = np.repeat(plan.established, thumb.shape[0] // GRID[1])[:, None]
+            thumb = np.where(rows, thumb, plan.reference.thumbnail)
+        readings.append(Reading(thumb, shape, list(lines)))
+        self.readings.put(sequence, readings[-PICTURES_KEPT:])

@@ -63,6 +63,6 @@ class OcrSettings(BaseSettings):
     )
     reuse_unchanged: bool = Field(
         True,
-        description="read a video frame again only where its picture changed since the frame "
-        "last read (stages/ocr/reuse.py); false reads every sampled frame whole",
+        description="read a video frame again only where its picture changed since the stage "
+        "read it (stages/ocr/reuse.py); false reads every sampled frame whole",
     )

@@ -67,7 +67,7 @@ class OcrAnalyzer:
                 thumb = thumbnail(frame)
                 plan = self.memory.plan(sequence, thumb, frame.shape)
                 lines = plan.kept + [line for band in plan.bands for line in self.read(frame, band)]
-                self.memory.remember(sequence, thumb, frame.shape, lines)
+                self.memory.remember(sequence, thumb, frame.shape, plan, lines)
             out.append({"t": t, "lines": [line.to_payload() for line in lines]})
         return {"frames": out}
 
