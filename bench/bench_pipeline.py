@@ -315,8 +315,9 @@ def classify_directly(session, frames, card) -> None:
 
 
 def bench_tags(batches) -> None:
-    """The tag stage with the default classifier (and SqueezeNet where its file is present)
-    against the same ONNX session called directly with the card's preprocessing."""
+    """The tag stage with the default classifier (and SqueezeNet where its file is present),
+    classifying every frame, against the same ONNX session called directly with the card's
+    preprocessing; then with its default, classifying only where the picture changed."""
     import onnxruntime as ort
 
     from stages.tag.classifier import classifier_card, classifier_paths
@@ -325,9 +326,12 @@ def bench_tags(batches) -> None:
 
     frames = [f for frames, _ in batches for f in frames]
     n = len(frames)
+    every_frame = TagSettings(reuse_unchanged=False)
     for settings in (
-        Settings(),
-        Settings(models_dir=TEST_MODELS).with_groups(TagSettings(classifier="squeezenet1.1")),
+        Settings().with_groups(every_frame),
+        Settings(models_dir=TEST_MODELS).with_groups(
+            every_frame.model_copy(update={"classifier": "squeezenet1.1"})
+        ),
     ):
         card = classifier_card(settings)
         model, _ = classifier_paths(settings)
@@ -348,6 +352,13 @@ def bench_tags(batches) -> None:
             f"stage {n / t_stage:7.1f} frames/s ({1000 * t_stage / n:5.1f} ms/frame)   "
             f"ratio {t_direct / t_stage:.2f}x of direct"
         )
+    changed_only, every = TagAnalyzer(Settings()), TagAnalyzer(Settings().with_groups(every_frame))
+    t_changed, _ = timed(lambda: [changed_only.analyze(f, m) for f, m in batches])
+    t_every, _ = timed(lambda: [every.analyze(f, m) for f, m in batches])
+    print(
+        f"tags     changed-only: {changed_only.frames_classified} of {n} frames classified, "
+        f"{t_changed:.2f} s against {t_every:.2f} s classifying every frame"
+    )
 
 
 def bench_faces(media: Path) -> None:

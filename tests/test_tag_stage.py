@@ -10,13 +10,13 @@ import onnxruntime as ort
 import pytest
 
 from framewise.config import Settings
-from stages.local import run_video_stages
+from stages.local import run_video_stages, stage_context
 from stages.registry import active_stages
 from stages.tag.classifier import CLASSIFIERS, OnnxClassifier, Taxonomy, parse_classes
 from stages.tag.convert import convert_efficientnet_lite0, install_default_classifier
 from stages.tag.sections import SceneTag, group_sections
 from stages.tag.settings import TagSettings
-from stages.tag.stage import finalize_image
+from stages.tag.stage import TagAnalyzer, finalize_image
 
 ANIMALS = [
     "fish", "bird", "amphibian", "reptile", "spider", "marine animal", "dog", "wild dog", "cat",
@@ -140,6 +140,25 @@ def test_video_sections_follow_how_the_video_was_built(default_settings, animals
     assert 0.0 <= cat.thumbnail_timestamp < 3.0 or 9.0 <= cat.thumbnail_timestamp < 12.0
     assert len(result.sections) == 3  # the group photo is the third section, whatever its tag
     assert all(0 <= s.relative_activity <= 1 for s in result.sections)
+
+
+def test_a_picture_that_does_not_change_is_classified_once(default_settings, animals_video):
+    """Four still shots of 3 s: each shot's first frame is classified, the others repeat its
+    tags, which are what classifying each frame gives, up to the codec's noise."""
+    runs = {}
+    for reuse in (False, True):
+        settings = default_settings.with_groups(TagSettings(reuse_unchanged=reuse))
+        analyzer = TagAnalyzer(settings)
+        context = stage_context(animals_video, "tag", analyzer, settings)
+        runs[reuse] = ([f for p in context.payloads for f in p["frames"]], analyzer)
+    (every, classify_all), (repeated, reuse) = runs[False], runs[True]
+    assert reuse.frames_seen == classify_all.frames_seen == classify_all.frames_classified == 24
+    assert reuse.frames_classified == 4
+    assert [f["t"] for f in repeated] == [f["t"] for f in every]
+    for one, other in zip(repeated, every, strict=True):
+        assert max(one["tags"], key=one["tags"].get) == max(other["tags"], key=other["tags"].get)
+        for tag, probability in other["tags"].items():
+            assert one["tags"].get(tag, 0.0) == pytest.approx(probability, abs=0.03)
 
 
 def squeezenet_direct(models, image: np.ndarray) -> np.ndarray:

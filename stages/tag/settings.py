@@ -34,6 +34,11 @@ class TagSettings(BaseSettings):
     std: list[float] | None = None
     output: Literal["probabilities", "logits"] | None = None
     min_probability: float = Field(0.1, ge=0, le=1, description="tags below are dropped")
+    reuse_unchanged: bool = Field(
+        True,
+        description="a video frame whose picture did not change since the frame last classified "
+        "repeats its tags without running the classifier; false classifies every frame",
+    )
     top_k: int = Field(5, ge=1)
     critical_tags: list[str] = Field(
         default_factory=lambda: ["weapon"],

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from framewise.config import Settings
+from framewise.picture_change import RecentSequences, changed_rows, sequence_of, thumbnail
 from schemas.messages import FrameBatch
 from stages.spec import StageSpec, VideoContext
 from stages.tag.classifier import OnnxClassifier, classifier_card, classifier_paths
@@ -16,13 +18,36 @@ from stages.tag.settings import TagSettings
 FRAME_FLOOR = 0.01  # per-frame tags below this are not sent to the aggregator
 
 
+@dataclass(frozen=True)
+class Classified:
+    """The frame a sequence's tags were last computed on: its thumbnail and shape, its tags."""
+
+    thumbnail: np.ndarray
+    shape: tuple[int, ...]
+    tags: dict[str, float]
+
+
 class TagAnalyzer:
+    """Tags every detail frame; with ``FRAMEWISE_TAG_REUSE_UNCHANGED`` a video frame whose
+    picture did not change since the frame last classified (``framewise/picture_change.py``,
+    per segment of a job) repeats its tags. That frame stays the reference while it repeats,
+    so a slow change adds up until it is classified again."""
+
     def __init__(self, settings: Settings) -> None:
         self.classifier = OnnxClassifier(settings).load()
+        self.reuse_unchanged = settings.group(TagSettings).reuse_unchanged
+        self.classified: RecentSequences[Classified] = RecentSequences()
+        self.frames_seen = 0
+        self.frames_classified = 0
 
     def analyze(self, frames: np.ndarray, batch: FrameBatch) -> dict[str, Any]:
         own = frames[batch.context_frames :]
-        predictions = self.classifier.predict(own, FRAME_FLOOR)
+        if self.reuse_unchanged and batch.media_type == "video":
+            predictions = self._predict_changed(own, sequence_of(batch))
+        else:
+            predictions = self.classifier.predict(own, FRAME_FLOOR)
+            self.frames_classified += len(own)
+        self.frames_seen += len(own)
         return {
             "frames": [
                 {"t": t, "tags": tags}
@@ -31,6 +56,32 @@ class TagAnalyzer:
                 )
             ]
         }
+
+    def _predict_changed(self, own: np.ndarray, sequence: str) -> list[dict[str, float]]:
+        """Each frame's tags, the classifier run only on frames whose picture changed."""
+        last = self.classified.get(sequence)
+        reference = (last.thumbnail, last.shape) if last is not None else None
+        chosen: list[int] = []  # the frames classified
+        source: list[int] = []  # each frame's tags: those of chosen[k] (-1: of ``last``)
+        thumbs = []
+        for i, frame in enumerate(own):
+            thumbs.append(thumbnail(frame))
+            if (
+                reference is None
+                or reference[1] != frame.shape
+                or changed_rows(reference[0], thumbs[i]).any()
+            ):
+                chosen.append(i)
+                reference = (thumbs[i], frame.shape)
+            source.append(len(chosen) - 1)
+        found = self.classifier.predict(own[chosen], FRAME_FLOOR) if chosen else []
+        self.frames_classified += len(chosen)
+        predictions = [found[k] if k >= 0 else last.tags for k in source]  # type: ignore[union-attr]
+        if chosen:
+            last = Classified(thumbs[chosen[-1]], own.shape[1:], found[-1])
+        if last is not None:
+            self.classified.put(sequence, last)  # also keeps a still sequence among the recent
+        return predictions
 
 
 def finalize_image(payload: dict[str, Any], settings: Settings) -> dict[str, Any]:
