@@ -52,6 +52,11 @@ def bands(rows: np.ndarray) -> list[tuple[float, float]]:
     return [(a / GRID[1], b / GRID[1]) for a, b in zip(edges[::2], edges[1::2], strict=True)]
 
 
+def share(spans: list[tuple[float, float]]) -> float:
+    """How much of the frame's height ``spans`` (top, bottom as frame fractions) cover."""
+    return sum(bottom - top for top, bottom in spans)
+
+
 def rows_within(spans: list[tuple[float, float]]) -> np.ndarray:
     """Which rows of blocks lie within ``spans`` (top, bottom as frame fractions)."""
     centres = (np.arange(GRID[1]) + 0.5) / GRID[1]
@@ -82,10 +87,6 @@ class Plan:
     reference: Reading | None
     established: np.ndarray
 
-    @property
-    def share_read(self) -> float:
-        return sum(bottom - top for top, bottom in self.bands)
-
 
 class TextMemory:
     """The last :data:`PICTURES_KEPT` :class:`Reading` of each recent sequence, and the plan
@@ -100,7 +101,7 @@ class TextMemory:
         plans = [self._plan_against(reading, thumb, textured) for reading in reversed(known)]
         if not plans:
             return self._plan_against(None, thumb, textured)
-        return min(plans, key=lambda plan: plan.share_read)  # the most recent of equals
+        return min(plans, key=lambda plan: share(plan.bands))  # the most recent of equals
 
     @staticmethod
     def _plan_against(reading: Reading | None, thumb: np.ndarray, textured: np.ndarray) -> Plan:
@@ -109,7 +110,7 @@ class TextMemory:
         else:
             changed = changed_rows(reading.thumbnail, thumb)
         to_read = bands(changed & textured)
-        if sum(bottom - top for top, bottom in to_read) > WHOLE_FRAME_SHARE:
+        if share(to_read) > WHOLE_FRAME_SHARE:
             to_read = [(0.0, 1.0)]
         established = changed | rows_within(to_read)
         if reading is None or established.all():  # read whole: nothing of it stands

@@ -76,7 +76,8 @@ class TagAnalyzer:
             source.append(len(chosen) - 1)
         found = self.classifier.predict(own[chosen], FRAME_FLOOR) if chosen else []
         self.frames_classified += len(chosen)
-        predictions = [found[k] if k >= 0 else last.tags for k in source]  # type: ignore[union-attr]
+        earlier = last.tags if last is not None else {}  # k is -1 only where ``last`` is known
+        predictions = [found[k] if k >= 0 else earlier for k in source]
         if chosen:
             last = Classified(thumbs[chosen[-1]], own.shape[1:], found[-1])
         if last is not None:
