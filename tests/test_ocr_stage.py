@@ -8,7 +8,7 @@ import pytest
 
 from framewise.config import Settings
 from stages.local import image_frame_batch, run_video_stages
-from stages.ocr.engine import OcrLine
+from stages.ocr.engine import OcrLine, TabledDetPreProcess
 from stages.ocr.language import LanguageIdentifier, dominant_script
 from stages.ocr.merge import track_lines, video_results
 from stages.ocr.settings import OcrSettings
@@ -66,6 +66,20 @@ def test_many_boxes_in_reading_order(analyzer, media):
 def test_no_text_gives_nothing(analyzer, media):
     assert read_image(analyzer, media / "images" / "ocr" / "empty_black.jpg") == []
     assert read_image(analyzer, media / "images" / "tags" / "fish.png") == []
+
+
+def test_the_detector_sees_what_rapidocr_would_give_it(analyzer, media):
+    """The tabled preprocessing gives rapidocr's own input bit for bit: a photo, a band of
+    it, and a frame smaller than the detector's side."""
+    from rapidocr.ch_ppocr_det.utils import DetPreProcess
+
+    detector = analyzer.engine.engine.text_det
+    assert isinstance(detector.get_preprocess(), TabledDetPreProcess)
+    image = cv2.imread(str(media / "images" / "ocr" / "en_rec.jpg"))
+    frame = cv2.resize(image, (1280, 720))
+    rapidocr = DetPreProcess(detector.limit_side_len, "max", detector.mean, detector.std)
+    for picture in (frame, frame[480:720], image[:200, :300]):
+        assert np.array_equal(detector.get_preprocess()(picture), rapidocr(picture))
 
 
 def test_copyright_lines_span_the_whole_video(test_video):
