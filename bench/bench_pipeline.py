@@ -58,7 +58,12 @@ from framewise import keys  # noqa: E402
 from framewise.blobstore import BlobStore  # noqa: E402
 from framewise.broker import free_port, wait_for_port  # noqa: E402
 from framewise.config import Settings  # noqa: E402
-from framewise.media import Profile, decode_video_segment, probe_video  # noqa: E402
+from framewise.media import (  # noqa: E402
+    Profile,
+    decode_video_segment,
+    probe_video,
+    set_opencv_threads,
+)
 from framewise.onnx import session_options  # noqa: E402
 from framewise.synthetic import write_cut_video  # noqa: E402
 from ingest_api.client import Backoff, Client  # noqa: E402
@@ -90,16 +95,13 @@ BENCH_JOB = "video_bench_decode_stage"
 
 @contextlib.contextmanager
 def opencv_as_in_workers():
-    """OpenCV's thread pool as every worker process sets it (``FRAMEWISE_OPENCV_THREADS``,
-    ``framewise worker``), for the stage's side of a comparison; baselines keep the default."""
-    import cv2
-
-    default = cv2.getNumThreads()
-    cv2.setNumThreads(Settings().opencv_threads or -1)
+    """OpenCV's thread pool as every worker process sets it (``framewise worker``), for the
+    stage's side of a comparison; baselines keep the default."""
+    default = set_opencv_threads(Settings().opencv_threads)
     try:
         yield
     finally:
-        cv2.setNumThreads(default)
+        set_opencv_threads(default)
 
 
 def decode_stage(blobs: BlobStore) -> None:

@@ -23,6 +23,14 @@ os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(8192 * 8192))
 import cv2
 
 
+def set_opencv_threads(threads: int) -> int:
+    """OpenCV's thread pool for this process (``FRAMEWISE_OPENCV_THREADS``; 0: OpenCV's
+    default, a thread per core); returns the number it had before."""
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(threads or -1)
+    return before
+
+
 class MediaError(Exception):
     """Media that cannot be analysed; ``code`` is the job error code reported to the user."""
 

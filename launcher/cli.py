@@ -15,13 +15,13 @@ from launcher.supervisor import cmd_up
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    import cv2
     from faust.worker import Worker
 
     from framewise.kafka import ensure_topics
+    from framewise.media import set_opencv_threads
 
     settings = get_settings()
-    cv2.setNumThreads(settings.opencv_threads or -1)  # -1: OpenCV's default
+    set_opencv_threads(settings.opencv_threads)
     asyncio.run(ensure_topics(settings))
     app = build_worker_app(args.role, settings)
     from framewise.metrics import serve
