@@ -8,7 +8,7 @@ from framewise.config import Settings
 from framewise.media import DecodedBatch, decode_video_segment, probe_video
 from schemas.api import VideoResult
 from schemas.messages import DecodeTask, FrameBatch, JobState
-from stages.aggregator.assembly import payload_text, video_result
+from stages.aggregator.assembly import stored_payload, video_result
 from stages.decode.segment import batch_message
 from stages.profiles import profiles
 from stages.registry import active_stages, stages
@@ -28,7 +28,7 @@ def run_video_stages(path, settings: Settings) -> VideoResult:
         for spec in specs:
             if spec.profile == batch.profile:
                 payload = analyzers[spec.name].analyze(batch.frames, message)
-                payloads[spec.name].append((0, batch.batch_index, payload_text(payload)))
+                payloads[spec.name].append((0, batch.batch_index, stored_payload(payload)))
     state = JobState(
         job_id="video_x",
         media_type="video",

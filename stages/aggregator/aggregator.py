@@ -3,8 +3,9 @@
 Its tables are mappings (Faust tables in the worker, dicts in the tests): ``jobs`` (job id ->
 :class:`JobState` as JSON: the plan and running totals), ``segments`` (segment key ->
 :class:`SegmentRecord` as JSON: a segment's task and what was reported of it) and ``batches``
-(batch key -> payload as JSON text). An event rewrites its job's and its segment's small
-records, so what a job writes grows with its length, not with its length squared.
+(batch key -> payload as deflated JSON, :func:`assembly.stored_payload`). An event rewrites
+its job's and its segment's small records, so what a job writes grows with its length, not
+with its length squared.
 :meth:`Aggregator.handle` applies one job event and returns the messages to send; the Faust
 agent only calls it and sends them. A final body is kept (in the blob store,
 :func:`framewise.keys.final_body`) and the job marked final before the body is returned for
@@ -163,7 +164,7 @@ class Aggregator:
         return {i: self.load_segment(state.job_id, i) for i in range(state.n_segments)}
 
     def payloads_of(self, state: JobState, segments: assembly.Segments) -> assembly.Payloads:
-        out: dict[str, list[tuple[int, int, str]]] = {}
+        out: dict[str, list[tuple[int, int, bytes | str]]] = {}
         for key, stage, segment, batch in self._batch_keys(state, segments):
             payload = self.batches.get(key)
             if payload is not None:
@@ -266,7 +267,7 @@ class Aggregator:
         counted = assembly.record_batch(state, record, event.stage, event.batch_index)
         if not counted and key in self.batches:
             return Outcome()
-        self.batches[key] = assembly.payload_text(event.payload)
+        self.batches[key] = assembly.stored_payload(event.payload)
         if counted:
             self.save_segment(state.job_id, event.segment_index, record)
         if event.error is not None:

@@ -8,6 +8,7 @@ change here.
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -37,25 +38,36 @@ from schemas.messages import (
 from stages.registry import stages
 from stages.spec import VideoContext
 
-# stage -> (segment, batch, payload as JSON text): parsed one stage at a time when a job is
-# assembled, so a long video's payloads are held as compact text, never all as objects at once
-Payloads = Mapping[str, list[tuple[int, int, str]]]
+# stage -> (segment, batch, stored payload): parsed one stage at a time when a job is
+# assembled, so a long video's payloads are held compressed, never all as objects at once
+Payloads = Mapping[str, list[tuple[int, int, bytes | str]]]
 
 
-def payload_text(payload: dict[str, Any]) -> str:
-    """How a stage's batch payload is kept until its job is assembled."""
-    return json.dumps(payload, separators=(",", ":"))
+def stored_payload(payload: dict[str, Any]) -> bytes:
+    """How a stage's batch payload is kept until its job is assembled: compact JSON,
+    deflated. The aggregator holds every payload of a job in flight (and its changelog carries
+    them): 3.4 MB of JSON for 9.6 min of video with people, 2.8x less deflated at level 1, for
+    about 30 us a batch."""
+    return zlib.compress(json.dumps(payload, separators=(",", ":")).encode(), 1)
+
+
+def loaded_payload(stored: bytes | str) -> dict[str, Any]:
+    """A payload as :func:`stored_payload` kept it, or as plain JSON text (a changelog written
+    before payloads were deflated)."""
+    if isinstance(stored, str) or stored[:1] == b"{":
+        return json.loads(stored)
+    return json.loads(zlib.decompress(stored))
 
 
 class ParsedOnRead:
-    """Payload texts, each parsed when it is reached: a finaliser that walks them holds one
+    """Stored payloads, each parsed when it is reached: a finaliser that walks them holds one
     batch's objects at a time, not a long video's all at once (and may walk them again)."""
 
-    def __init__(self, texts: list[str]) -> None:
-        self.texts = texts
+    def __init__(self, stored: list[bytes | str]) -> None:
+        self.stored = stored
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        return (json.loads(text) for text in self.texts)
+        return (loaded_payload(item) for item in self.stored)
 
 
 # segment index -> its record, for the functions that need every segment of a job
@@ -266,7 +278,7 @@ def video_result(state: JobState, payloads: Payloads, settings: Settings) -> Vid
 def _image_items(
     state: JobState, payloads: Payloads, segments: Segments, settings: Settings
 ) -> list[ImageItem]:
-    by_item: dict[str, dict[int, str]] = {
+    by_item: dict[str, dict[int, bytes | str]] = {
         name: {seg: p for seg, _, p in entries} for name, entries in payloads.items()
     }
     items = []
@@ -281,7 +293,7 @@ def _image_items(
         for name, spec in stages().items():
             payload = by_item.get(name, {}).get(i)
             if name in state.stages and spec.finalize_image is not None and payload is not None:
-                fields.update(spec.finalize_image(json.loads(payload), settings))
+                fields.update(spec.finalize_image(loaded_payload(payload), settings))
         items.append(
             ImageItem(
                 external_id=external_id,
