@@ -39,6 +39,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from framewise.memory import map_large_buffers
+
+    map_large_buffers()  # final bodies of long videos are megabytes, read from the topic
     settings = get_settings()
     uvicorn.run(
         "ingest_api.app:create_app",
