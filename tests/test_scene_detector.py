@@ -25,8 +25,10 @@ HARD_CUTS = [30, 180]
 TRANSITIONS = [(211, 240), (331, 360), (394, 423), (528, 559), (664, 693)]
 
 
-def features_of(path, segments, rate=30000 / 1001) -> SceneFeatures:
+def features_of(path, segments, rate=30000 / 1001, batch_frames: int | None = None):
     profile = profiles(Settings())["motion"]  # what the pipeline decodes by default
+    if batch_frames is not None:
+        profile = replace(profile, batch_frames=batch_frames)
     payloads = []
     for start, end in segments:
         for batch in decode_video_segment(path, [profile], start, end, 1 << 30):
@@ -49,6 +51,20 @@ def test_testvideo_shots_match_what_a_person_sees(test_video, segments):
         assert any(abs(f - cut) <= 2 for f in frames), f"cut {cut} missed in {frames}"
     for lo, hi in TRANSITIONS:
         assert any(lo <= f <= hi for f in frames), f"transition {lo}-{hi} missed in {frames}"
+
+
+def test_features_do_not_depend_on_how_frames_are_batched(test_video):
+    """Each batch repeats enough context frames for every look back of the rules, so the
+    batch size (``FRAMEWISE_MOTION_BATCH_FRAMES``) changes the work, never a feature."""
+    by_size = [
+        features_of(test_video, [(0, 9.0), (9.0, None)], batch_frames=n) for n in (64, 128, 300)
+    ]
+    assert by_size[0].frame_indices == list(range(720))
+    for other in by_size[1:]:
+        for name, values in by_size[0].__dict__.items():
+            np.testing.assert_array_equal(
+                np.asarray(getattr(other, name)), np.asarray(values), name
+            )
 
 
 def synthetic_features(frames: np.ndarray, rate: float = 30.0) -> SceneFeatures:
