@@ -29,6 +29,7 @@ it), for sections and thumbnails; the public result has only the shots.
 from __future__ import annotations
 
 from array import array
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -145,29 +146,35 @@ def frame_features(
     timestamps: list[float],
     rate: float,
 ) -> SceneFeatures:
-    """Features of ``frames[context_frames:]``; the leading context frames are only compared to."""
-    hsv = [cv2.cvtColor(f, cv2.COLOR_RGB2HSV) for f in frames]
-    channels = [_channels(h) for h in hsv]
-    grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
-    hists = [_histogram(h) for h in hsv]
+    """Features of ``frames[context_frames:]``; the leading context frames are only compared to.
+    The HSV channels, grey picture and histogram of only the frames the rules look back to are
+    held at once, not the whole batch's."""
     span = drift_span(rate)
     nan = float("nan")
     out = SceneFeatures.empty()
-    for i in range(context_frames, len(frames)):
+    # (channels, grey, histogram) of the latest frames, the current one last
+    recent: deque[tuple[Channels, np.ndarray, np.ndarray]] = deque(maxlen=max(span, FLASH_SPAN) + 1)
+    for i, frame in enumerate(frames):
+        hsv = cv2.cvtColor(frame, cv2.COLOR_RGB2HSV)
+        recent.append((_channels(hsv), cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), _histogram(hsv)))
+        if i < context_frames:
+            continue
+        channels, grey, hist = recent[-1]
+        previous_channels, previous_grey, _ = recent[-2] if i >= 1 else (None, None, None)
         out.frame_indices.append(frame_indices[i])
         out.timestamps.append(timestamps[i])
-        out.activity.append(_mean_abs_diff(channels[i], channels[i - 1]) if i >= 1 else nan)
-        out.luma.append(cv2.mean(grey[i])[0])
+        out.activity.append(_mean_abs_diff(channels, previous_channels) if i >= 1 else nan)
+        out.luma.append(cv2.mean(grey)[0])
         out.flash_gap.append(
-            _mean_abs_diff(channels[i], channels[i - FLASH_SPAN]) if i >= FLASH_SPAN else nan
+            _mean_abs_diff(channels, recent[-1 - FLASH_SPAN][0]) if i >= FLASH_SPAN else nan
         )
         out.drift.append(
-            float(0.5 * np.abs(hists[i] - hists[i - span]).sum()) if i >= span else nan
+            float(0.5 * np.abs(hist - recent[-1 - span][2]).sum()) if i >= span else nan
         )
-        out.flat.append(_flatness(frames[i]))
-        laplacian = cv2.Laplacian(grey[i], cv2.CV_16S)
+        out.flat.append(_flatness(frame))
+        laplacian = cv2.Laplacian(grey, cv2.CV_16S)
         out.sharpness.append(cv2.norm(laplacian, cv2.NORM_L1) / laplacian.size / 255.0)
-        out.spread.append(_spread(grey[i], grey[i - 1]) if i >= 1 else nan)
+        out.spread.append(_spread(grey, previous_grey) if i >= 1 else nan)
     return out
 
 
