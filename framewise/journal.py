@@ -62,7 +62,7 @@ class Journal:
 
         The file is a line of JSON with the owner, then the body's bytes as they are: a long
         video's body is megabytes, and quoting it as a JSON string inside JSON made the API
-        hold it three more times (12 MiB more at the peak for a 2.8 MB body)."""
+        hold it three more times (13 MiB more at the peak for a 2.8 MB body)."""
         header = json.dumps({"owner": owner}).encode() + b"\n"
         self._write_bytes(self._path("status", job_id, STATUS_SUFFIX), header, body)
         self._path("status", job_id).unlink(missing_ok=True)  # as kept before, if it was
