@@ -14,9 +14,9 @@ def map_large_buffers(threshold_bytes: int = 1 << 20) -> bool:
 
     glibc raises this threshold to the largest block freed so far (up to 32 MiB), so after the
     first megabyte buffer is freed the next ones come from its heap, which keeps the high
-    water mark and fragments. Every Framewise process frees such buffers as the next arrive
-    (frame batches, model inputs, job bodies); with a fixed threshold its memory stays at
-    what it holds. Only on glibc; returns whether it was applied."""
+    water mark. For a process whose large buffers are rare and short-lived (the aggregator's
+    job bodies) a fixed threshold keeps its memory at what it holds. Only on glibc; returns
+    whether it was applied."""
     if platform.libc_ver()[0] != "glibc":
         return False
     libc = ctypes.CDLL(ctypes.util.find_library("c"))

@@ -19,10 +19,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     from framewise.kafka import ensure_topics
     from framewise.media import set_opencv_threads
-    from framewise.memory import map_large_buffers
 
-    # frame batches, tensors and job bodies are megabytes each, freed as the next one comes
-    map_large_buffers()
     settings = get_settings()
     set_opencv_threads(settings.opencv_threads)
     asyncio.run(ensure_topics(settings))

@@ -23,6 +23,7 @@ from framewise.kafka import (
     topic,
     valid_events,
 )
+from framewise.memory import map_large_buffers
 from schemas.messages import job_event_adapter
 from stages.aggregator.aggregator import Aggregator, Outcome, Send
 
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 
 def build_aggregator_app(settings: Settings) -> faust.App:
+    map_large_buffers()  # a long video's body is megabytes, copied a few times when sent
     app = make_app("aggregator", settings)
     events_spec = topics.JOB_EVENTS
     outputs = {
