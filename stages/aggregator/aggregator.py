@@ -164,7 +164,7 @@ class Aggregator:
         return {i: self.load_segment(state.job_id, i) for i in range(state.n_segments)}
 
     def payloads_of(self, state: JobState, segments: assembly.Segments) -> assembly.Payloads:
-        out: dict[str, list[tuple[int, int, bytes | str]]] = {}
+        out: dict[str, list[tuple[int, int, bytes]]] = {}
         for key, stage, segment, batch in self._batch_keys(state, segments):
             payload = self.batches.get(key)
             if payload is not None:

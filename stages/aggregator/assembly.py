@@ -40,7 +40,7 @@ from stages.spec import VideoContext
 
 # stage -> (segment, batch, stored payload): parsed one stage at a time when a job is
 # assembled, so a long video's payloads are held compressed, never all as objects at once
-Payloads = Mapping[str, list[tuple[int, int, bytes | str]]]
+Payloads = Mapping[str, list[tuple[int, int, bytes]]]
 
 
 def stored_payload(payload: dict[str, Any]) -> bytes:
@@ -51,19 +51,17 @@ def stored_payload(payload: dict[str, Any]) -> bytes:
     return zlib.compress(json.dumps(payload, separators=(",", ":")).encode(), 1)
 
 
-def loaded_payload(stored: bytes | str) -> dict[str, Any]:
-    """A payload as :func:`stored_payload` kept it, or as plain JSON text (a changelog written
+def loaded_payload(stored: bytes) -> dict[str, Any]:
+    """A payload as :func:`stored_payload` kept it, or as plain JSON (a changelog written
     before payloads were deflated)."""
-    if isinstance(stored, str) or stored[:1] == b"{":
-        return json.loads(stored)
-    return json.loads(zlib.decompress(stored))
+    return json.loads(stored if stored[:1] == b"{" else zlib.decompress(stored))
 
 
 class ParsedOnRead:
     """Stored payloads, each parsed when it is reached: a finaliser that walks them holds one
     batch's objects at a time, not a long video's all at once (and may walk them again)."""
 
-    def __init__(self, stored: list[bytes | str]) -> None:
+    def __init__(self, stored: list[bytes]) -> None:
         self.stored = stored
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -278,7 +276,7 @@ def video_result(state: JobState, payloads: Payloads, settings: Settings) -> Vid
 def _image_items(
     state: JobState, payloads: Payloads, segments: Segments, settings: Settings
 ) -> list[ImageItem]:
-    by_item: dict[str, dict[int, bytes | str]] = {
+    by_item: dict[str, dict[int, bytes]] = {
         name: {seg: p for seg, _, p in entries} for name, entries in payloads.items()
     }
     items = []
