@@ -3,11 +3,15 @@ retention period holds.
 
 A replica rebuilds this from the status topic when it starts, so it is a cache, not a record:
 bodies live in a private SQLite file that is deleted on exit (no fsync, no journal), and only
-the most recently read or written bodies (up to ``memory_bytes``) stay in memory.
+the most recently read or written bodies (up to ``memory_bytes``) stay in memory. A body over
+``FILE_BYTES`` (the final body of a long video: megabytes) is a file of its own beside it, and
+is never held in memory: SQLite would copy it on insert and page it through its cache, and it
+is read once or twice, not polled.
 """
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import sqlite3
 import tempfile
@@ -15,6 +19,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 MEMORY_BYTES = 32 * 2**20
+FILE_BYTES = 256 * 2**10
 
 
 class JobBodies:
@@ -24,7 +29,8 @@ class JobBodies:
         self._db.executescript(
             "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
             "CREATE TABLE bodies (job_id TEXT PRIMARY KEY, owner TEXT, status TEXT,"
-            " updated_at REAL, flagged INTEGER NOT NULL DEFAULT 0, body BLOB);"
+            " updated_at REAL, flagged INTEGER NOT NULL DEFAULT 0, body BLOB,"
+            " in_file INTEGER NOT NULL DEFAULT 0);"
         )
         self._recent: OrderedDict[str, bytes] = OrderedDict()
         self._recent_bytes = 0
@@ -35,26 +41,42 @@ class JobBodies:
         shutil.rmtree(self._dir, ignore_errors=True)
 
     def __len__(self) -> int:
-        return self._db.execute("SELECT count(*) FROM bodies WHERE body IS NOT NULL").fetchone()[0]
+        return self._db.execute(
+            "SELECT count(*) FROM bodies WHERE body IS NOT NULL OR in_file"
+        ).fetchone()[0]
 
     def put(self, job_id: str, body: bytes, status: str | None, updated_at: float | None) -> None:
         """``updated_at``: seconds since the epoch, for retention."""
+        in_file = len(body) > FILE_BYTES
+        if in_file:
+            self._file(job_id).write_bytes(body)
         self._db.execute(
-            "INSERT INTO bodies (job_id, status, updated_at, body) VALUES (?, ?, ?, ?) "
+            "INSERT INTO bodies (job_id, status, updated_at, body, in_file) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT(job_id) DO UPDATE SET status=excluded.status, "
-            "updated_at=excluded.updated_at, body=excluded.body",
-            (job_id, status, updated_at, body),
+            "updated_at=excluded.updated_at, body=excluded.body, in_file=excluded.in_file",
+            (job_id, status, updated_at, None if in_file else body, in_file),
         )
-        self._keep(job_id, body)
+        if in_file:
+            self._drop(job_id)
+        else:
+            self._file(job_id).unlink(missing_ok=True)
+            self._keep(job_id, body)
 
     def get(self, job_id: str) -> bytes | None:
         body = self._recent.get(job_id)
-        if body is None:
-            row = self._db.execute("SELECT body FROM bodies WHERE job_id=?", (job_id,)).fetchone()
-            body = row[0] if row else None
         if body is not None:
             self._keep(job_id, body)
-        return body
+            return body
+        row = self._db.execute(
+            "SELECT body, in_file FROM bodies WHERE job_id=?", (job_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        if row[1]:
+            return self._file(job_id).read_bytes()
+        if row[0] is not None:
+            self._keep(job_id, row[0])
+        return row[0]
 
     def set_owner(self, job_id: str, owner: str) -> None:
         self._db.execute(
@@ -84,14 +106,20 @@ class JobBodies:
 
     def forget(self, job_id: str) -> None:
         self._db.execute("DELETE FROM bodies WHERE job_id=?", (job_id,))
+        self._file(job_id).unlink(missing_ok=True)
+        self._drop(job_id)
+
+    def _file(self, job_id: str) -> Path:
+        """Where a large body of ``job_id`` is (any id: a direct producer chooses its own)."""
+        return self._dir / hashlib.sha256(job_id.encode()).hexdigest()
+
+    def _drop(self, job_id: str) -> None:
         body = self._recent.pop(job_id, None)
         if body is not None:
             self._recent_bytes -= len(body)
 
     def _keep(self, job_id: str, body: bytes) -> None:
-        previous = self._recent.pop(job_id, None)
-        if previous is not None:
-            self._recent_bytes -= len(previous)
+        self._drop(job_id)
         self._recent[job_id] = body
         self._recent_bytes += len(body)
         while self._recent_bytes > self.memory_bytes and len(self._recent) > 1:

@@ -63,3 +63,29 @@ def test_the_aggregator_can_give_megabyte_buffers_back_at_once():
         pytest.skip("mallopt is glibc's")
     code = "from framewise.memory import map_large_buffers; assert map_large_buffers(1 << 20)"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
+
+
+def test_a_megabyte_body_is_a_file_of_its_own_and_is_not_held():
+    """A long video's final body is megabytes: SQLite would copy it and page it through its
+    cache, and the memory cache would hold it while it is read once or twice."""
+    view = StatusView(Settings())
+    job_id = "video_" + "7" * 32
+    large = body(job_id)[:-2] + b', "pad": "' + b"p" * 3_000_000 + b'"}}'
+    tracemalloc.start()
+    view.apply(job_id, large)
+    held, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert held < 100_000, f"{held} bytes held"
+    assert peak < 1_000_000, f"{peak} bytes at the peak"  # no copy of the body on the way
+    files = [p for p in view.jobs._dir.iterdir() if p.suffix != ".sqlite"]
+    assert len(files) == 1 and files[0].read_bytes() == large
+    assert len(view.jobs) == 1 and asyncio.run(view.find(job_id, "video_", None)) == large
+
+    view.apply(job_id, body(job_id))  # a smaller body of the same job replaces it
+    assert [p for p in view.jobs._dir.iterdir() if p.suffix != ".sqlite"] == []
+    assert asyncio.run(view.find(job_id, "video_", None)) == body(job_id)
+    view.apply(job_id, large)
+    view.forget([job_id])
+    assert [p for p in view.jobs._dir.iterdir() if p.suffix != ".sqlite"] == []
+    assert len(view.jobs) == 0
+    view.jobs.close()
