@@ -110,9 +110,10 @@ TRANSPORT_SCHEME = "framewise-kafka"  # the broker URL scheme Faust resolves to 
 faust_transports.TRANSPORTS.data[TRANSPORT_SCHEME] = f"{__name__}:FetchWaitTransport"
 
 
-def make_app(role: str, settings: Settings) -> faust.App:
+def make_app(role: str, settings: Settings, compression: str | None = None) -> faust.App:
     """A Faust app for one worker role; its id is the consumer group, so each role scales
-    by starting more processes of it and different roles each see every message."""
+    by starting more processes of it and different roles each see every message.
+    ``compression``: the Kafka codec of what it produces (None: uncompressed)."""
     fast = settings.fast_group_timeouts
     # Tables live in memory (recovered from changelogs), so Faust's own directory is scratch.
     datadir = tempfile.mkdtemp(prefix=f"framewise-{role}-")
@@ -137,6 +138,7 @@ def make_app(role: str, settings: Settings) -> faust.App:
         topic_replication_factor=settings.replication_factor,
         topic_allow_declare=True,
         producer_max_request_size=settings.max_message_bytes,
+        producer_compression_type=compression,
         consumer_max_fetch_size=settings.max_message_bytes,
         consumer_auto_offset_reset="earliest",
         **extra,

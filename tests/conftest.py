@@ -295,3 +295,33 @@ async def read_topic(bootstrap: str, topic: str, key: bytes | None, timeout: flo
     finally:
         await consumer.stop()
     return found
+
+
+async def record_codecs(bootstrap: str, topic: str) -> set[int]:
+    """The compression codec of every record batch on ``topic`` as the broker keeps it
+    (0: none, 1: gzip), read with a fetch of its own: consumers decompress silently."""
+    from aiokafka import TopicPartition
+    from aiokafka.client import AIOKafkaClient
+    from aiokafka.protocol.fetch import FetchRequest
+    from aiokafka.record.memory_records import MemoryRecords
+
+    client = AIOKafkaClient(bootstrap_servers=bootstrap)
+    await client.bootstrap()
+    codecs = set()
+    try:
+        client.add_topic(topic)
+        await client.force_metadata_update()
+        by_leader: dict[int, list[tuple[int, int, int]]] = {}
+        for partition in client.cluster.partitions_for_topic(topic) or ():
+            leader = client.cluster.leader_for_partition(TopicPartition(topic, partition))
+            by_leader.setdefault(leader, []).append((partition, 0, 64 << 20))
+        for leader, partitions in by_leader.items():
+            fetch = FetchRequest(500, 1, 64 << 20, 0, [(topic, partitions)])
+            for _, fetched in (await client.send(leader, fetch)).topics:
+                for partition in fetched:
+                    records = MemoryRecords(partition[-1])  # the last field: the records
+                    while (batch := records.next_batch()) is not None:
+                        codecs.add(batch.compression_type)
+    finally:
+        await client.close()
+    return codecs

@@ -19,7 +19,7 @@ from framewise.broker import free_port
 from schemas.api import ImageBatchJob, VideoJob
 from schemas.messages import DeadLetter, IngestRequest
 from stages.webhook.delivery import verify_signature
-from tests.conftest import read_topic
+from tests.conftest import read_topic, record_codecs
 
 pytestmark = pytest.mark.integration
 
@@ -108,6 +108,8 @@ def test_video_published_to_the_ingest_topic(pipeline, test_video):
     results = asyncio.run(read_topic(pipeline.bootstrap, "framewise.results.v1", job_id.encode()))
     assert len(results) == 1
     assert json.loads(results[0].value)["result"] == body["result"]
+    # bodies travel gzipped (a long video's body repeats each person in every scene)
+    assert asyncio.run(record_codecs(pipeline.bootstrap, "framewise.results.v1")) == {1}
 
 
 def test_image_batch_with_an_undecodable_item(pipeline, media):

@@ -32,7 +32,10 @@ log = logging.getLogger(__name__)
 
 def build_aggregator_app(settings: Settings) -> faust.App:
     map_large_buffers()  # a long video's body is megabytes, copied a few times when sent
-    app = make_app("aggregator", settings)
+    # Its messages are job bodies: a long video's final body is megabytes, and lists each
+    # person again in every scene they are in (gzip made the 9.6 min video's 2.8 MB body
+    # 0.77 MB in 46 ms). The broker keeps less, and every Kafka client reads gzip.
+    app = make_app("aggregator", settings, compression="gzip")
     events_spec = topics.JOB_EVENTS
     outputs = {
         spec.name: topic(app, spec)
