@@ -6,12 +6,15 @@ bodies live in a private SQLite file that is deleted on exit (no fsync, no journ
 the most recently read or written bodies (up to ``memory_bytes``) stay in memory. A body over
 ``FILE_BYTES`` (the final body of a long video: megabytes) is a file of its own beside it, and
 is never held in memory: SQLite would copy it on insert and page it through its cache, and it
-is read once or twice, not polled.
+is read once or twice, not polled. Such a body is handed out as its file, which the API
+streams; each is written to a new file and renamed over the old one, so a reader that opened
+it keeps reading the body it opened.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import sqlite3
 import tempfile
@@ -20,6 +23,9 @@ from pathlib import Path
 
 MEMORY_BYTES = 32 * 2**20
 FILE_BYTES = 256 * 2**10
+
+# A body as a replica keeps it: its bytes, or for a large body the file that holds them.
+StoredBody = bytes | Path
 
 
 class JobBodies:
@@ -49,7 +55,9 @@ class JobBodies:
         """``updated_at``: seconds since the epoch, for retention."""
         in_file = len(body) > FILE_BYTES
         if in_file:
-            self._file(job_id).write_bytes(body)
+            written = self._file(job_id).with_suffix(".new")
+            written.write_bytes(body)
+            os.replace(written, self._file(job_id))
         self._db.execute(
             "INSERT INTO bodies (job_id, status, updated_at, body, in_file) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT(job_id) DO UPDATE SET status=excluded.status, "
@@ -62,7 +70,8 @@ class JobBodies:
             self._file(job_id).unlink(missing_ok=True)
             self._keep(job_id, body)
 
-    def get(self, job_id: str) -> bytes | None:
+    def get(self, job_id: str) -> StoredBody | None:
+        """The body of ``job_id``: its bytes, or the file of a large one (not read here)."""
         body = self._recent.get(job_id)
         if body is not None:
             self._keep(job_id, body)
@@ -73,7 +82,7 @@ class JobBodies:
         if row is None:
             return None
         if row[1]:
-            return self._file(job_id).read_bytes()
+            return self._file(job_id)
         if row[0] is not None:
             self._keep(job_id, row[0])
         return row[0]

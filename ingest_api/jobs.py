@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, BinaryIO, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
 from framewise import keys
@@ -33,6 +36,7 @@ from schemas.messages import ImageSource, IngestRequest
 from stages.decode.planner import decode_base64_image
 
 VIDEO_TYPES = ("application/octet-stream", "video/")
+BODY_CHUNK_BYTES = 256 * 2**10  # a large job body is streamed from its file in these
 MAX_PROCESSING_TIME_S = 7 * 24 * 3600
 MaxProcessingTime = Annotated[
     str | None,
@@ -223,7 +227,17 @@ def jobs_router(
 
     async def job_response(job_id: str, prefix: str, owner: str | None) -> Response:
         body = await view.find(job_id, prefix, owner)
-        return Response(content=body, media_type="application/json")
+        if isinstance(body, bytes):
+            return Response(content=body, media_type="application/json")
+        try:  # opened now: a newer body replaces the file, and this one stays readable
+            handle = body.open("rb")
+        except FileNotFoundError:  # forgotten since (retention)
+            raise ProblemError(404, "Not Found", f"no job {job_id!r}") from None
+        return StreamingResponse(
+            file_chunks(handle),
+            media_type="application/json",
+            headers={"Content-Length": str(os.fstat(handle.fileno()).st_size)},
+        )
 
     @router.get(
         "/v1/videos/{job_id}",
@@ -261,6 +275,13 @@ def jobs_router(
         )
 
     return router
+
+
+def file_chunks(handle: BinaryIO) -> Iterator[bytes]:
+    """``handle``'s bytes in chunks, then closed (Starlette reads them on a worker thread)."""
+    with handle:
+        while chunk := handle.read(BODY_CHUNK_BYTES):
+            yield chunk
 
 
 def unavailable(settings: Settings) -> ProblemError:

@@ -17,7 +17,7 @@ from framewise.config import Settings
 from framewise.journal import Journal
 from framewise.metrics import JOB_SECONDS, JOBS_ACTIVE, JOBS_FINISHED, WEBHOOK_FAILURES
 from framewise.topic_view import TopicView
-from ingest_api.job_bodies import JobBodies
+from ingest_api.job_bodies import JobBodies, StoredBody
 from ingest_api.problems import ProblemError
 from schemas.api import JobHead
 
@@ -36,9 +36,9 @@ class StatusView:
         self.active: set[str] = set()  # queued or processing: the queue depth
         self.view = TopicView(settings, topics.JOB_STATUS.name, self._on_record)
 
-    async def find(self, job_id: str, prefix: str, owner: str | None) -> bytes:
-        """The body of ``owner``'s job ``job_id``; another key's job is reported exactly like
-        one that does not exist (404)."""
+    async def find(self, job_id: str, prefix: str, owner: str | None) -> StoredBody:
+        """The body of ``owner``'s job ``job_id`` (a large one as its file); another key's job
+        is reported exactly like one that does not exist (404)."""
         plausible = job_id.startswith(prefix) and len(job_id) <= MAX_JOB_ID
         body = self.jobs.get(job_id) if plausible else None
         foreign = owner is not None and (self.jobs.owner(job_id) or "") not in ("", owner)

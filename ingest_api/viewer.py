@@ -18,14 +18,15 @@ from fastapi.responses import FileResponse
 from framewise import keyframes, keys
 from framewise.blobstore import BlobStore
 from ingest_api.auth import Owner
+from ingest_api.job_bodies import StoredBody
 from ingest_api.problems import ProblemError, problem_responses
 
 STATIC = Path(__file__).with_name("viewer")
 STATIC_FILES = {"viewer.js": "text/javascript", "viewer.css": "text/css"}
 JPEG = {200: {"content": {"image/jpeg": {}}, "description": "a JPEG"}}
 
-# (job id, job id prefix, caller) -> the job's body, or a 404 problem
-FindJob = Callable[[str, str, str | None], Awaitable[bytes]]
+# (job id, job id prefix, caller) -> the job's body (here only its access check), or a 404
+FindJob = Callable[[str, str, str | None], Awaitable[StoredBody]]
 
 
 def viewer_router(find_job: FindJob, blobs: BlobStore) -> APIRouter:

@@ -112,6 +112,36 @@ def test_video_published_to_the_ingest_topic(pipeline, test_video):
     assert asyncio.run(record_codecs(pipeline.bootstrap, "framewise.results.v1")) == {1}
 
 
+def test_a_megabyte_body_is_streamed_whole(pipeline):
+    """A long video's final body is served from the API's file of it, byte for byte."""
+    from aiokafka import AIOKafkaProducer
+
+    job_id = "video_" + "b" * 32
+    body = json.dumps(
+        {
+            "job_id": job_id,
+            "status": "finished",
+            "created_at": "2026-11-26T10:00:00+00:00",
+            "updated_at": "2026-11-26T10:10:00+00:00",
+            "result": {"frame_activity_diffs": [0.123456] * 300_000},  # 2.7 MB
+        }
+    ).encode()
+
+    async def publish():
+        producer = AIOKafkaProducer(bootstrap_servers=pipeline.bootstrap, max_request_size=16 << 20)
+        await producer.start()
+        await producer.send_and_wait("framewise.job-status.v1", body, key=job_id.encode())
+        await producer.stop()
+
+    asyncio.run(publish())
+    with pipeline.client() as client:
+        response = client.get(f"/v1/videos/{job_id}")
+    assert response.status_code == 200
+    assert response.headers["content-length"] == str(len(body))
+    assert response.headers["content-type"] == "application/json"
+    assert response.content == body
+
+
 def test_image_batch_with_an_undecodable_item(pipeline, media):
     good = base64.b64encode((media / "images" / "tags" / "kitten_224.png").read_bytes()).decode()
     bad = base64.b64encode(b"this is not an image at all").decode()

@@ -79,7 +79,11 @@ def test_a_megabyte_body_is_a_file_of_its_own_and_is_not_held():
     assert peak < 1_000_000, f"{peak} bytes at the peak"  # no copy of the body on the way
     files = [p for p in view.jobs._dir.iterdir() if p.suffix != ".sqlite"]
     assert len(files) == 1 and files[0].read_bytes() == large
-    assert len(view.jobs) == 1 and asyncio.run(view.find(job_id, "video_", None)) == large
+    found = asyncio.run(view.find(job_id, "video_", None))  # its file, for the API to stream
+    assert len(view.jobs) == 1 and found == files[0]
+    with found.open("rb") as reader:  # a newer body replaces the file; a reader keeps its own
+        view.apply(job_id, large.replace(b"ppp", b"qqq", 1))
+        assert reader.read() == large
 
     view.apply(job_id, body(job_id))  # a smaller body of the same job replaces it
     assert [p for p in view.jobs._dir.iterdir() if p.suffix != ".sqlite"] == []
