@@ -130,13 +130,7 @@ def _expected_of(state: JobState, record: SegmentRecord) -> dict[str, int]:
 
 def segment_complete(state: JobState, record: SegmentRecord) -> bool:
     """Decoded, and each stage has reported every batch it holds."""
-    if record.decoded is None:
-        return False
-    for stage, expected in _expected_of(state, record).items():
-        every = (1 << expected) - 1
-        if record.received.get(stage, 0) & every != every:
-            return False
-    return True
+    return record.decoded is not None and not absent_batches(state, record)
 
 
 def record_segment(state: JobState, record: SegmentRecord, decoded: SegmentDecoded) -> bool:
@@ -189,12 +183,13 @@ def recount(state: JobState, segments: Segments) -> None:
 
 
 def absent_batches(state: JobState, record: SegmentRecord) -> dict[str, list[int]]:
-    """Stage -> the batches of a decoded segment it has not reported."""
+    """Stage -> the batches of a decoded segment it has not reported (the stages that have
+    every batch are told by their masks alone: this runs on every batch reported)."""
     absent = {}
     for stage, expected in _expected_of(state, record).items():
-        mask = record.received.get(stage, 0)
-        if batches := [b for b in range(expected) if not mask >> b & 1]:
-            absent[stage] = batches
+        mask, every = record.received.get(stage, 0), (1 << expected) - 1
+        if mask & every != every:
+            absent[stage] = [b for b in range(expected) if not mask >> b & 1]
     return absent
 
 
