@@ -552,9 +552,9 @@ class Watch:
 
 # The client's default backoff polls every 5 s at length, which would round a job's time up
 # to the next poll; the benchmark polls every 50 ms.
+EVERY_50_MS = Backoff(first=0.05, factor=1.0, longest=0.05)
 # How long the final sends of a job may take after a client sees it finished.
 SETTLE_S = 1.0
-EVERY_50_MS = Backoff(first=0.05, factor=1.0, longest=0.05)
 
 
 def cpu_line(watch: Watch) -> str:
