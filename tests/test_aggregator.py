@@ -101,7 +101,7 @@ def test_a_job_is_finalised_once_with_every_item(aggregator, clock):
     outcome = finish(aggregator, clock)
     assert outcome.finalised == JOB
     assert [s.topic for s in outcome.sends] == [topics.JOB_STATUS, topics.RESULTS]
-    body = json.loads(outcome.sends[1].value)
+    body = json.loads(aggregator.value_of(outcome.sends[1]))
     cat, broken = body["items"]
     assert body["status"] == "finished" and cat["result"]["tags"][0]["tag"] == "cat"
     assert broken["status"] == "failed" and "decodable" in broken["error"]["message"]
@@ -110,12 +110,22 @@ def test_a_job_is_finalised_once_with_every_item(aggregator, clock):
         assert run(aggregator, event) == Outcome()
 
 
+def test_final_sends_name_the_kept_body_rather_than_hold_it(aggregator, clock):
+    """A long video's body is megabytes: the outcome names the body kept in the blob store,
+    and the agent reads it only to hand it to the Kafka client."""
+    outcome = finish(aggregator, clock)
+    assert [s.stored for s in outcome.sends] == [f"results/{JOB}.json"] * 2
+    assert [s.value for s in outcome.sends] == [b"", b""]
+
+
 def test_a_crash_before_publishing_repeats_the_publication(aggregator, clock):
     first = finish(aggregator, clock)
     # The worker died after the body was kept but before published(): the next event of the
     # job (here a redelivered batch) sends the same body again.
     again = run(aggregator, CAT)
-    assert again.finalised == JOB and again.sends[1].value == first.sends[1].value
+    assert again.finalised == JOB and aggregator.value_of(again.sends[1]) == aggregator.value_of(
+        first.sends[1]
+    )
 
 
 def test_payloads_are_held_deflated_and_plain_json_from_an_older_changelog_still_reads(
@@ -130,7 +140,7 @@ def test_payloads_are_held_deflated_and_plain_json_from_an_older_changelog_still
     # a table recovered from a changelog written before payloads were deflated
     (key,) = aggregator.batches
     aggregator.batches[key] = json.dumps(CAT.payload).encode()
-    body = json.loads(run(aggregator, BROKEN).sends[1].value)
+    body = json.loads(aggregator.value_of(run(aggregator, BROKEN).sends[1]))
     assert body["items"][0]["result"]["tags"][0]["tag"] == "cat"
 
 
@@ -149,14 +159,16 @@ def test_published_forgets_batches_media_and_timers(aggregator, clock, tmp_path)
 
 def test_the_final_body_is_kept_in_the_blob_store_not_in_the_tables(aggregator, clock):
     outcome = finish(aggregator, clock)
-    body = outcome.sends[1].value
+    body = aggregator.value_of(outcome.sends[1])
     assert aggregator.blobs.get_bytes(f"results/{JOB}.json") == body
     assert b"items" in body and "items" not in json.dumps(aggregator.jobs[JOB])  # small changelog
     aggregator.published(JOB)
     delivered = WebhookOutcome(job_id=JOB, delivery_id="evt", delivered=True, attempts=1)
     patched = run(aggregator, delivered)  # no webhook was asked for: the body is patched anyway
-    assert json.loads(patched.sends[0].value)["webhook"]["delivered"] is True
-    assert aggregator.blobs.get_bytes(f"results/{JOB}.json") == patched.sends[0].value
+    assert json.loads(aggregator.value_of(patched.sends[0]))["webhook"]["delivered"] is True
+    assert aggregator.blobs.get_bytes(f"results/{JOB}.json") == aggregator.value_of(
+        patched.sends[0]
+    )
 
 
 def test_a_result_too_large_for_one_message_fails_the_job_and_says_why(tmp_path, clock):
@@ -172,12 +184,16 @@ def test_a_result_too_large_for_one_message_fails_the_job_and_says_why(tmp_path,
     run(aggregator, DECODED)
     run(aggregator, many)
     outcome = run(aggregator, BROKEN)
-    assert outcome.finalised == JOB and all(len(s.value) < limit for s in outcome.sends)
-    body = json.loads(outcome.sends[1].value)
+    assert outcome.finalised == JOB and all(
+        len(aggregator.value_of(s)) < limit for s in outcome.sends
+    )
+    body = json.loads(aggregator.value_of(outcome.sends[1]))
     assert body["status"] == "failed" and body["error"]["code"] == "internal"
     assert "MiB" in body["error"]["message"]
     assert "FRAMEWISE_MAX_MESSAGE_BYTES" in body["error"]["message"]
-    assert aggregator.blobs.get_bytes(f"results/{JOB}.json") == outcome.sends[1].value
+    assert aggregator.blobs.get_bytes(f"results/{JOB}.json") == aggregator.value_of(
+        outcome.sends[1]
+    )
 
 
 def test_a_body_too_long_for_one_message_gives_each_face_thumbnail_once(face_settings, tom_video):
@@ -226,7 +242,7 @@ def test_deadline_fails_the_job_once(aggregator, clock):
     assert len(events) == 1 and events[0].topic == topics.JOB_EVENTS
     assert not [s for s in aggregator.due() if b"deadline_passed" in s.value]  # sent once
     outcome = run(aggregator, DeadlinePassed(job_id=JOB))
-    body = json.loads(outcome.sends[0].value)
+    body = json.loads(aggregator.value_of(outcome.sends[0]))
     assert body["status"] == "failed" and body["error"]["code"] == "processing_timeout"
 
 
@@ -239,10 +255,10 @@ def test_a_stalled_job_is_decoded_again_then_failed(aggregator, clock):
     assert any(b"reconcile" in s.value for s in aggregator.due())
     retry = run(aggregator, Reconcile(job_id=JOB))
     assert [s.topic for s in retry.sends] == [topics.DECODE_TASKS]
-    assert DecodeTask.model_validate_json(retry.sends[0].value).segment_index == 1
+    assert DecodeTask.model_validate_json(aggregator.value_of(retry.sends[0])).segment_index == 1
     clock.now += 61
     failed = run(aggregator, Reconcile(job_id=JOB))
-    body = json.loads(failed.sends[0].value)
+    body = json.loads(aggregator.value_of(failed.sends[0]))
     assert body["status"] == "failed" and "reconciliations" in body["error"]["message"]
 
 
@@ -295,7 +311,7 @@ def test_totals_behind_the_segment_records_are_counted_again(aggregator, clock):
     clock.now += 61
     outcome = run(aggregator, Reconcile(job_id=JOB))
     assert outcome.finalised == JOB
-    assert json.loads(outcome.sends[1].value)["status"] == "finished"
+    assert json.loads(aggregator.value_of(outcome.sends[1]))["status"] == "finished"
 
 
 def test_a_segment_report_the_totals_missed_still_releases_the_next(aggregator, clock):

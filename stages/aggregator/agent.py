@@ -56,9 +56,21 @@ def build_aggregator_app(settings: Settings) -> faust.App:
 
     async def send(sends: list[Send], delivered: bool = False) -> None:
         for message in sends:
+            if message.stored is not None:
+                await send_stored(message)
+                continue
             sent = await outputs[message.topic.name].send(key=message.key, value=message.value)
             if delivered:
                 await sent
+
+    async def send_stored(message: Send) -> None:
+        """A final body, read from the blob store and handed straight to the Kafka client,
+        which copies it into its batch: once that returns, nothing here holds it while the
+        client encodes its request (a Faust topic's send would keep it until delivered)."""
+        delivery = await app.producer.send(
+            message.topic.name, message.key, aggregator.value_of(message), None, None, None
+        )
+        await delivery
 
     async def carry_out(outcome: Outcome) -> None:
         if outcome.finalised is None:

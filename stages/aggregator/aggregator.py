@@ -60,9 +60,14 @@ async def run_here(func: Callable[..., Any], *args: Any) -> Any:
 
 @dataclass
 class Send:
+    """One message to produce. A final body is given by its blob-store key (``stored``, with
+    ``value`` left empty): the agent reads it just before its send and holds it no longer than
+    the Kafka client takes to copy it, since a long video's body is megabytes."""
+
     topic: TopicSpec
     key: bytes
-    value: bytes
+    value: bytes = b""
+    stored: str | None = None
 
 
 @dataclass
@@ -236,7 +241,7 @@ class Aggregator:
         patched = assembly.with_webhook_status(self.blobs.get_bytes(key), state.webhook_status)
         self.blobs.put_bytes(key, patched)
         self.save(state)
-        return Outcome([self._status(state, patched)])
+        return Outcome([self._status(state)])
 
     def _release(self, state: JobState) -> list[Send]:
         """The decode tasks a job may send now: its window (the plan's first release) beyond
@@ -321,18 +326,16 @@ class Aggregator:
         state.final_status = status.value
         state.last_progress = self.clock()
         self.save(state)
-        return self._publication(state, data)
+        return self._publication(state)
 
-    def _publication(self, state: JobState, body: bytes | None = None) -> Outcome:
-        """The sends of a final body: status, results and, if asked, the webhook (one bytes
-        object shared by the first two: the body of a long video is megabytes; the webhook
-        worker reads it from the blob store). Without ``body`` (a publication repeated after
-        a crash) it is read from the blob store."""
+    def _publication(self, state: JobState) -> Outcome:
+        """The sends of a final body, kept in the blob store: status, results and, if asked,
+        the webhook (whose worker reads the body from there too). A publication repeated after
+        a crash is the same."""
         assert state.final_status is not None
         key = keys.job_key(state.job_id)
-        if body is None:
-            body = self.blobs.get_bytes(keys.final_body(state.job_id))
-        sends = [self._status(state, body), Send(topics.RESULTS, key, body)]
+        results = Send(topics.RESULTS, key, stored=keys.final_body(state.job_id))
+        sends = [self._status(state), results]
         if state.webhook is not None:
             delivery = WebhookDelivery(
                 job_id=state.job_id,
@@ -368,9 +371,17 @@ class Aggregator:
         self.reconcile_sent.pop(job_id, None)
         log.info("job %s %s", job_id, state.final_status)
 
-    def _status(self, state: JobState, body: bytes) -> Send:
+    def _status(self, state: JobState, body: bytes | None = None) -> Send:
+        """A status: ``body``, or without it the job's final body as kept."""
         self.last_status[state.job_id] = time.monotonic()
-        return Send(topics.JOB_STATUS, keys.job_key(state.job_id), body)
+        key = keys.job_key(state.job_id)
+        if body is None:
+            return Send(topics.JOB_STATUS, key, stored=keys.final_body(state.job_id))
+        return Send(topics.JOB_STATUS, key, body)
+
+    def value_of(self, send: Send) -> bytes:
+        """What ``send`` carries: its value, or the final body it names, read now."""
+        return send.value if send.stored is None else self.blobs.get_bytes(send.stored)
 
     async def _reconcile(self, state: JobState, after_restart: bool = False) -> Outcome:
         """Work was lost somewhere (a crash between a commit and its effects): count the job's
