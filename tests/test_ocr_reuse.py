@@ -16,7 +16,7 @@ from framewise.picture_change import GRID, thumbnail
 from framewise.synthetic import mpeg4_writer
 from stages.local import frame_message, stage_context
 from stages.ocr.engine import OcrLine
-from stages.ocr.reuse import TextMemory, bands, textured_rows
+from stages.ocr.reuse import LineMemory, TextMemory, bands, textured_rows
 from stages.ocr.settings import OcrSettings
 from stages.ocr.stage import OcrAnalyzer, finalize_video
 from stages.profiles import profiles
@@ -148,7 +148,7 @@ def test_cutting_back_to_a_shot_already_read_reads_nothing(media, still, tmp_pat
     assert analyzer.frames_read == 2  # the first frame of each shot
 
 
-def test_a_caption_over_a_pan_is_read_in_every_frame(media, tmp_path):
+def test_a_caption_over_a_pan_is_read_in_every_frame_and_recognized_once(media, tmp_path):
     moving = film(photos(media)[4], 6 * FPS, pan=(6.0, 0.0))
     frames = [caption(cv2.resize(f, SIZE), "LIVE FROM THE FOREST") for f in moving]
     path = write(tmp_path / "pan.mp4", frames)
@@ -156,6 +156,33 @@ def test_a_caption_over_a_pan_is_read_in_every_frame(media, tmp_path):
     results, analyzer = read_video(path, reuse=True)
     assert results == whole and "LIVE FROM THE FOREST" in spans(results)
     assert analyzer.frames_read > 0.8 * analyzer.frames_seen  # everything moved: read again
+    # the caption's own pixels did not move: the detector finds it in every frame, and the
+    # recognizer reads it again only where they did
+    assert analyzer.lines_found >= analyzer.frames_seen, analyzer.lines_found
+    assert analyzer.lines_recognized * 3 <= analyzer.lines_found, analyzer.lines_recognized
+
+
+def test_a_caption_changing_over_a_pan_is_recognized_again(media, tmp_path):
+    """The same box at the same place, one character changed: the new text is read."""
+    moving = film(photos(media)[4], 8 * FPS, pan=(6.0, 0.0))
+    texts = ["TICKETS 20 EUR"] * (4 * FPS) + ["TICKETS 25 EUR"] * (4 * FPS)
+    frames = [caption(cv2.resize(f, SIZE), text) for f, text in zip(moving, texts, strict=True)]
+    path = write(tmp_path / "pan_change.mp4", frames)
+    readings = []
+    for reuse in (False, True):
+        settings = Settings(stages=["ocr"]).with_groups(OcrSettings(reuse_unchanged=reuse))
+        analyzer = OcrAnalyzer(settings)
+        context = stage_context(path, "ocr", analyzer, settings)
+        frame_texts = [
+            (f["t"], [line["text"] for line in f["lines"]])
+            for payload in context.payloads
+            for f in payload["frames"]
+        ]
+        readings.append((frame_texts, analyzer.lines_recognized))
+    (whole, all_lines), (changed_only, recognized) = readings
+    assert changed_only == whole  # the change is caught in the first frame that shows it
+    assert [texts for t, texts in whole] == [["TICKETS 20 EUR"]] * 4 + [["TICKETS 25 EUR"]] * 4
+    assert recognized * 2 <= all_lines, (recognized, all_lines)
 
 
 def test_flat_rows_hold_no_text_and_a_job_never_reuses_another_jobs_reading():
@@ -168,6 +195,12 @@ def test_flat_rows_hold_no_text_and_a_job_never_reuses_another_jobs_reading():
     memory.remember("job_a", thumbnail(line), line.shape, plan, ["anything"])
     assert memory.plan("job_b", thumbnail(line), line.shape).kept == []
     assert memory.plan("job_a", thumbnail(line), line.shape).kept == ["anything"]
+    recognized = LineMemory()
+    recognized.learn("job_a", line, (80, 425, 160, 465), ("EXIT", 0.99))
+    assert recognized.recall("job_b", line, (80, 425, 160, 465)) is None
+    assert recognized.recall("job_a", line, (81, 424, 160, 466)) == ("EXIT", 0.99)
+    assert recognized.recall("job_a", line, (80, 425, 300, 465)) is None  # another box
+    assert recognized.recall("job_a", caption(black, "EXTT"), (80, 425, 160, 465)) is None
 
 
 def test_a_frame_read_whole_keeps_no_line_of_the_picture_before():

@@ -111,20 +111,56 @@ class PpOcrEngine(InferenceModel):
         detector.get_preprocess = lambda: prepare
 
     def _predict(self, frame: np.ndarray) -> list[OcrLine]:
-        """Lines read on one RGB frame; recognition runs only on detected boxes."""
-        result = self.engine(np.ascontiguousarray(frame[..., ::-1]))
-        if result.boxes is None or not result.txts:
+        """Lines read on one RGB frame: every detected box recognized."""
+        detection = self.detect(frame)
+        return self.lines(detection, self.recognize(detection.crops))
+
+    def detect(self, frame: np.ndarray) -> Detection:
+        """Where the detector finds text on one RGB frame, as rapidocr's own pipeline would
+        (its resizing, padding and crops); the caller may then recognize only some crops."""
+        from rapidocr.main import RapidOCRError
+        from rapidocr.utils.process_img import map_boxes_to_original
+
+        engine = self.engine
+        image = engine.load_img(np.ascontiguousarray(frame[..., ::-1]))
+        resized, op_record = engine.preprocess_img(image)
+        try:
+            crops, detected = engine.detect_and_crop(resized, op_record)
+        except RapidOCRError:  # no text detected
+            return Detection([], [], frame.shape[:2])
+        if engine.use_cls:
+            crops, _ = engine.cls_and_rotate(crops)
+        quads = map_boxes_to_original(detected.boxes, op_record, *frame.shape[:2])
+        boxes = [(*quad.min(axis=0), *quad.max(axis=0)) for quad in np.asarray(quads, float)]
+        return Detection(boxes, crops, frame.shape[:2])
+
+    def recognize(self, crops: list[np.ndarray]) -> list[tuple[str, float]]:
+        """The text and score of each crop."""
+        if not crops:
             return []
-        h, w = frame.shape[:2]
+        recognized = self.engine.recognize_txt(crops)
+        return list(zip(recognized.txts, recognized.scores, strict=True))
+
+    def lines(self, detection: Detection, readings: list[tuple[str, float]]) -> list[OcrLine]:
+        """The lines worth keeping of a detection and the readings of its boxes: rapidocr's
+        filters (empty text, score floor) and one of ours."""
+        h, w = detection.shape
         lines = []
-        for box, text, score in zip(result.boxes, result.txts, result.scores, strict=True):
-            points = np.asarray(box, dtype=float)
-            x0, y0 = points.min(axis=0)
-            x1, y1 = points.max(axis=0)
+        for (x0, y0, x1, y1), (text, score) in zip(detection.boxes, readings, strict=True):
             # A "line" without a single letter is almost always noise (specks, rules).
             if any(ch.isalpha() for ch in text) and score >= self.min_score:
                 lines.append(OcrLine(text.strip(), float(score), (x0 / w, y0 / h, x1 / w, y1 / h)))
         return lines
+
+
+@dataclass
+class Detection:
+    """The text boxes found in one image (x0, y0, x1, y1 in its pixels), the crops of them
+    the recognizer reads, and the image's (height, width)."""
+
+    boxes: list[tuple[float, float, float, float]]
+    crops: list[np.ndarray]
+    shape: tuple[int, int]
 
 
 class TabledDetPreProcess:

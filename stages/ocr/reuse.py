@@ -19,21 +19,29 @@ appears, changes or disappears changes its blocks, so it is read at the sampled 
 before; a still picture with a copyright line is read once. The memory is per segment of a
 job (``sequence_of``), so no job's text ever stands in for another's, and a job's segments,
 decoded at once and arriving interleaved, each compare with their own frames.
+
+Where a frame is read, each line the detector finds is recognized only if the pixels around it
+changed since it was last recognized (:class:`LineMemory`): a caption or a logo over a moving
+camera, read whole again for the picture behind it, keeps its text without the recognizer.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from framewise.picture_change import BLOCK, GRID, RecentSequences, changed_rows
+from framewise.picture_change import BLOCK, BLOCK_CHANGE, GRID, RecentSequences, changed_rows
 from stages.ocr.engine import OcrLine
 
 TEXTURE = 16  # grey levels between a block's darkest and brightest pixel for text to fit
 WHOLE_FRAME_SHARE = 0.6  # bands taller than this in all read the whole frame instead
 PICTURES_KEPT = 4  # readings remembered per sequence, each a different picture
+LINE_MARGIN = 0.25  # of a line's height: how far its box may move between reads (detector
+# jitter is up to 7 px on a 61 px line), and the margin of pixels compared around it
+LINES_KEPT = 16  # recognized lines remembered per sequence
 
 
 def textured_rows(thumb: np.ndarray) -> np.ndarray:
@@ -136,3 +144,60 @@ class TextMemory:
             thumb = np.where(rows, thumb, plan.reference.thumbnail)
         readings.append(Reading(thumb, shape, list(lines)))
         self.readings.put(sequence, readings[-PICTURES_KEPT:])
+
+
+@dataclass(eq=False)
+class RecognizedLine:
+    """A line as the recognizer read it: its box (frame pixels), and the grey pixels of
+    ``region`` (the box and a margin) as they were then."""
+
+    box: tuple[float, float, float, float]
+    region: tuple[int, int, int, int]
+    grey: np.ndarray
+    reading: tuple[str, float]
+
+
+def grey_region(frame: np.ndarray, region: tuple[int, int, int, int]) -> np.ndarray:
+    x0, y0, x1, y1 = region
+    return cv2.cvtColor(np.ascontiguousarray(frame[y0:y1, x0:x1]), cv2.COLOR_RGB2GRAY)
+
+
+class LineMemory:
+    """The last :data:`LINES_KEPT` lines recognized in each of a few recent sequences. A box
+    the detector finds again (each edge within :data:`LINE_MARGIN` of the line's height) over
+    pixels that moved by no more than a block change (``BLOCK_CHANGE``) has that line's text:
+    the recognizer would be given the same picture."""
+
+    def __init__(self) -> None:
+        # a worker reads a few segments at once; a sequence forgotten is recognized again
+        self.lines: RecentSequences[list[RecognizedLine]] = RecentSequences(size=8)
+
+    def recall(
+        self, sequence: str, frame: np.ndarray, box: tuple[float, float, float, float]
+    ) -> tuple[str, float] | None:
+        for line in reversed(self.lines.get(sequence) or []):
+            margin = LINE_MARGIN * (line.box[3] - line.box[1])
+            if all(abs(a - b) <= margin for a, b in zip(box, line.box, strict=True)):
+                diff = cv2.absdiff(grey_region(frame, line.region), line.grey)
+                if cv2.blur(diff, (3, 3)).max() <= BLOCK_CHANGE:
+                    return line.reading
+        return None
+
+    def learn(
+        self,
+        sequence: str,
+        frame: np.ndarray,
+        box: tuple[float, float, float, float],
+        reading: tuple[str, float],
+    ) -> None:
+        x0, y0, x1, y1 = box
+        margin = LINE_MARGIN * (y1 - y0)
+        h, w = frame.shape[:2]
+        region = (
+            max(0, math.floor(x0 - margin)),
+            max(0, math.floor(y0 - margin)),
+            min(w, math.ceil(x1 + margin)),
+            min(h, math.ceil(y1 + margin)),
+        )
+        line = RecognizedLine(box, region, grey_region(frame, region), reading)
+        self.lines.put(sequence, [*(self.lines.get(sequence) or []), line][-LINES_KEPT:])

@@ -64,5 +64,6 @@ class OcrSettings(BaseSettings):
     reuse_unchanged: bool = Field(
         True,
         description="read a video frame again only where its picture changed since the stage "
-        "read it (stages/ocr/reuse.py); false reads every sampled frame whole",
+        "read it, and recognize only lines whose pixels changed (stages/ocr/reuse.py); false "
+        "reads every sampled frame whole",
     )

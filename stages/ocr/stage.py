@@ -13,7 +13,7 @@ from schemas.messages import FrameBatch
 from stages.ocr.engine import OcrLine, PpOcrEngine, detector_file
 from stages.ocr.language import LanguageIdentifier, block_language
 from stages.ocr.merge import group_blocks, join_block, track_lines, video_results
-from stages.ocr.reuse import TextMemory
+from stages.ocr.reuse import LineMemory, TextMemory
 from stages.ocr.settings import OcrSettings
 from stages.spec import StageSpec, VideoContext
 
@@ -39,7 +39,8 @@ def ocr_samples(batch: FrameBatch, settings: Settings) -> list[int] | None:
 class OcrAnalyzer:
     """Reads text on the OCR stage's sampling grid; with ``FRAMEWISE_OCR_REUSE_UNCHANGED`` only
     where a video's picture changed since the frame last read (``stages/ocr/reuse.py``).
-    ``frames_seen`` and ``frames_read`` (in whole-frame equivalents) count the work."""
+    ``frames_seen`` and ``frames_read`` (in whole-frame equivalents) count the detector's
+    work, ``lines_found`` and ``lines_recognized`` the recognizer's."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -48,8 +49,11 @@ class OcrAnalyzer:
         self.languages = LanguageIdentifier(self.ocr.languages, self.ocr.language_confidence)
         self.languages.load()  # with the worker, before it consumes
         self.memory = TextMemory()
+        self.recognized = LineMemory()
         self.frames_seen = 0
         self.frames_read = 0.0
+        self.lines_found = 0
+        self.lines_recognized = 0
 
     def analyze(self, frames: np.ndarray, batch: FrameBatch) -> dict[str, Any]:
         out = []
@@ -66,17 +70,36 @@ class OcrAnalyzer:
             else:
                 thumb = thumbnail(frame)
                 plan = self.memory.plan(sequence, thumb, frame.shape)
-                lines = plan.kept + [line for band in plan.bands for line in self.read(frame, band)]
+                read = [line for band in plan.bands for line in self.read(frame, band, sequence)]
+                lines = plan.kept + read
                 self.memory.remember(sequence, thumb, frame.shape, plan, lines)
             out.append({"t": t, "lines": [line.to_payload() for line in lines]})
         return {"frames": out}
 
-    def read(self, frame: np.ndarray, band: tuple[float, float]) -> list[OcrLine]:
-        """The lines in a full-width ``band`` of ``frame``, with boxes in frame fractions."""
+    def read(
+        self, frame: np.ndarray, band: tuple[float, float], sequence: str | None = None
+    ) -> list[OcrLine]:
+        """The lines in a full-width ``band`` of ``frame``, with boxes in frame fractions.
+        With a ``sequence``, lines whose pixels did not change since it last recognized them
+        keep their text (``LineMemory``)."""
         height = frame.shape[0]
         top, bottom = round(band[0] * height), round(band[1] * height)
         self.frames_read += (bottom - top) / height
-        lines = self.engine.predict(frame[top:bottom])
+        detection = self.engine.detect(frame[top:bottom])
+        boxes = [(x0, y0 + top, x1, y1 + top) for x0, y0, x1, y1 in detection.boxes]
+        readings = [
+            None if sequence is None else self.recognized.recall(sequence, frame, box)
+            for box in boxes
+        ]
+        unknown = [i for i, reading in enumerate(readings) if reading is None]
+        texts = self.engine.recognize([detection.crops[i] for i in unknown])
+        for i, reading in zip(unknown, texts, strict=True):
+            readings[i] = reading
+            if sequence is not None:
+                self.recognized.learn(sequence, frame, boxes[i], reading)
+        self.lines_found += len(boxes)
+        self.lines_recognized += len(unknown)
+        lines = self.engine.lines(detection, readings)
         for line in lines:
             x0, y0, x1, y1 = line.box
             span = (bottom - top) / height
