@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,7 @@ class BlobStore:
     def put_bytes(self, key: str, data: bytes) -> None:
         self._atomic_write(key, lambda f: f.write(data))
 
-    def put_frames(self, key: str, frames: np.ndarray, jpeg_quality: int) -> int:
+    def put_frames(self, key: str, frames: Sequence[np.ndarray], jpeg_quality: int) -> int:
         """A batch of RGB frames (see :mod:`framewise.frame_files`); returns the bytes stored."""
         data = frame_files.encode(frames, jpeg_quality)
         self.put_bytes(key, data)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import struct
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -24,11 +25,12 @@ MAGIC = b"FWJPEG1\n"  # then: uint32 frame count, then per frame uint32 length +
 _COUNT = struct.Struct("<I")
 
 
-def encode(frames: np.ndarray, quality: int) -> bytes:
-    """``frames`` ((n, h, w, 3) uint8 RGB) as one file: JPEGs at ``quality``, or ``.npy`` at 0."""
+def encode(frames: Sequence[np.ndarray], quality: int) -> bytes:
+    """``frames`` ((h, w, 3) uint8 RGB each, or one array of them) as one file: JPEGs at
+    ``quality``, or ``.npy`` at 0."""
     if quality <= 0:
         buffer = io.BytesIO()
-        np.save(buffer, frames, allow_pickle=False)
+        np.save(buffer, np.asarray(frames), allow_pickle=False)
         return buffer.getvalue()
     parts = [MAGIC, _COUNT.pack(len(frames))]
     for frame in frames:

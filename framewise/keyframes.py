@@ -10,6 +10,8 @@ retention.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 
@@ -38,7 +40,7 @@ def encode(rgb: np.ndarray) -> bytes:
 
 
 def write_video_keyframes(
-    blobs: BlobStore, job_id: str, frames: np.ndarray, times: list[float]
+    blobs: BlobStore, job_id: str, frames: Sequence[np.ndarray], times: list[float]
 ) -> None:
     """The keyframes of a :data:`PROFILE` batch: one per half-second slot."""
     for frame, t in zip(frames, times, strict=True):

@@ -100,7 +100,7 @@ def build_decode_app(settings: Settings) -> faust.App:
         blobs.put_bytes(keys.image_thumbnail(task.job_id, task.segment_index), thumbnail)
         for name in task.profiles:
             resized = await in_thread(resize_to, image, all_profiles[name].max_side)
-            batch = DecodedBatch(name, 0, resized[None], 0, [0], [0.0], rate=0.0)
+            batch = DecodedBatch(name, 0, [resized], 0, [0], [0.0], rate=0.0)
             await send(await in_thread(store_batch, task, batch, blobs, settings))
             counts[name] += 1
         return 1

@@ -27,7 +27,7 @@ def store_batch(
 ) -> FrameBatch:
     """``batch``'s frames written to the blob store, and the message that points at them."""
     blob_key = keys.frame_batch(task.job_id, batch.profile, task.segment_index, batch.batch_index)
-    blobs.put_frames(blob_key, batch.frames, settings.frame_jpeg_quality)
+    blobs.put_frames(blob_key, batch.images, settings.frame_jpeg_quality)
     return batch_message(task, batch, blob_key)
 
 
@@ -77,7 +77,7 @@ def decode_segment(
                 log.info("decode: %s ended, stopping", task.job_id)
                 break
             if batch.profile == keyframes.PROFILE.name:
-                keyframes.write_video_keyframes(blobs, task.job_id, batch.frames, batch.timestamps)
+                keyframes.write_video_keyframes(blobs, task.job_id, batch.images, batch.timestamps)
                 continue
             send(store_batch(task, batch, blobs, settings))
             counts[batch.profile] += 1
