@@ -68,8 +68,8 @@ def decode(data: bytes, indices: list[int] | None = None) -> np.ndarray:
     try:
         height, width, _, _ = simplejpeg.decode_jpeg_header(jpegs[0])
         frames = np.empty((len(jpegs), height, width, 3), np.uint8)
-        for jpeg, out in zip(jpegs, frames, strict=True):
-            if simplejpeg.decode_jpeg_header(jpeg)[:2] != (height, width):
+        for k, (jpeg, out) in enumerate(zip(jpegs, frames, strict=True)):
+            if k and simplejpeg.decode_jpeg_header(jpeg)[:2] != (height, width):  # k=0 gave them
                 raise ValueError("its frames differ in size")
             simplejpeg.decode_jpeg(jpeg, colorspace="RGB", buffer=out)
     except ValueError as exc:
