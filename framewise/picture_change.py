@@ -32,9 +32,15 @@ def thumbnail(frame: np.ndarray) -> np.ndarray:
     return cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
 
 
+def difference(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """How far each pixel of two grey pictures of one size moved, blurred against codec noise:
+    a pixel over ``BLOCK_CHANGE`` changed."""
+    return cv2.blur(cv2.absdiff(before, after), (3, 3))
+
+
 def changed_rows(before: np.ndarray, after: np.ndarray) -> np.ndarray:
     """Which of the grid's rows of blocks changed; every row for a global change."""
-    diff = cv2.blur(cv2.absdiff(before, after), (3, 3))
+    diff = difference(before, after)
     block_means = cv2.resize(diff.astype(np.float32), GRID, interpolation=cv2.INTER_AREA)
     if np.median(block_means) > GLOBAL_CHANGE:
         return np.ones(GRID[1], dtype=bool)

@@ -33,7 +33,14 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from framewise.picture_change import BLOCK, BLOCK_CHANGE, GRID, RecentSequences, changed_rows
+from framewise.picture_change import (
+    BLOCK,
+    BLOCK_CHANGE,
+    GRID,
+    RecentSequences,
+    changed_rows,
+    difference,
+)
 from stages.ocr.engine import OcrLine
 
 TEXTURE = 16  # grey levels between a block's darkest and brightest pixel for text to fit
@@ -177,10 +184,11 @@ class LineMemory:
     ) -> tuple[str, float] | None:
         for line in reversed(self.lines.get(sequence) or []):
             margin = LINE_MARGIN * (line.box[3] - line.box[1])
-            if all(abs(a - b) <= margin for a, b in zip(box, line.box, strict=True)):
-                diff = cv2.absdiff(grey_region(frame, line.region), line.grey)
-                if cv2.blur(diff, (3, 3)).max() <= BLOCK_CHANGE:
-                    return line.reading
+            if any(abs(a - b) > margin for a, b in zip(box, line.box, strict=True)):
+                continue  # another box
+            moved = difference(grey_region(frame, line.region), line.grey)
+            if moved.max() <= BLOCK_CHANGE:
+                return line.reading
         return None
 
     def learn(
