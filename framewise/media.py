@@ -15,7 +15,7 @@ from pathlib import Path
 
 import av
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from schemas.api import ErrorCode
 from schemas.messages import VideoProbe
@@ -419,38 +419,81 @@ def decode_video_segment(
                 yield batch
 
 
-def header_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from an image's header, or ``None`` where Pillow does not know it."""
+@dataclass(frozen=True)
+class ImageHeader:
+    size: tuple[int, int]  # (width, height)
+    transparent: bool  # an alpha channel or a transparent palette colour
+
+
+def image_header(data: bytes) -> ImageHeader | None:
+    """What an image's header says (Pillow reads no pixels for it), or ``None`` where Pillow
+    does not know the format."""
     try:
         with Image.open(io.BytesIO(data)) as image:
-            return image.size
+            alpha = image.mode in ("RGBA", "RGBa", "LA", "La", "PA")
+            return ImageHeader(image.size, alpha or "transparency" in image.info)
     except Image.DecompressionBombError:
-        return (1 << 20, 1 << 20)  # far beyond any limit
+        return ImageHeader((1 << 20, 1 << 20), False)  # far beyond any limit
     except Exception:
         return None
 
 
 def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
-    """Decode an image to RGB; raise :class:`MediaError` for anything that is not one."""
+    """Decode an image to RGB, upright by its EXIF orientation; raise :class:`MediaError` for
+    anything that is not one."""
     if not data:
         raise MediaError(ErrorCode.unsupported_media, "the image is empty")
     array = np.frombuffer(data, dtype=np.uint8)
-    # The size comes from the header (Pillow reads no pixels for it), so a decompression
-    # bomb is refused before any decode; a format Pillow does not know is read reduced 8x
-    # first. OpenCV itself also refuses anything above OPENCV_IO_MAX_IMAGE_PIXELS.
-    size = header_size(data)
-    if size is None:
+    # The size comes from the header, so a decompression bomb is refused before any decode;
+    # a format Pillow does not know is read reduced 8x first. OpenCV itself also refuses
+    # anything above OPENCV_IO_MAX_IMAGE_PIXELS.
+    header = image_header(data)
+    if header is None:
         reduced = _imdecode(
             array, cv2.IMREAD_REDUCED_GRAYSCALE_8, ErrorCode.unsupported_media, "not an image"
         )
-        size = (reduced.shape[1] * 8, reduced.shape[0] * 8)
-    if size[0] * size[1] > max_pixels:
+        header = ImageHeader((reduced.shape[1] * 8, reduced.shape[0] * 8), False)
+    width, height = header.size
+    if width * height > max_pixels:
         raise MediaError(
             ErrorCode.unsupported_media,
-            f"the image's {size[0]}x{size[1]} pixels exceed the limit of {max_pixels}",
+            f"the image's {width}x{height} pixels exceed the limit of {max_pixels}",
         )
+    if header.transparent:
+        return on_background(_decode_rgba(data))
     image = _imdecode(array, cv2.IMREAD_COLOR, ErrorCode.corrupt_media, "corrupt image data")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _decode_rgba(data: bytes) -> np.ndarray:
+    """An image with transparency as upright RGBA, through Pillow (OpenCV reads the alpha
+    channel only without the EXIF orientation, and no transparent palette colour)."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return np.asarray(ImageOps.exif_transpose(image).convert("RGBA"))
+    except Exception as exc:  # Pillow's ways of failing on broken data are many
+        raise MediaError(ErrorCode.corrupt_media, "corrupt image data") from exc
+
+
+BACKGROUND_ROWS = 512  # rows blended at once: a large image needs no full-size temporaries
+
+
+def on_background(rgba: np.ndarray) -> np.ndarray:
+    """The RGB picture of an image with transparency, as a viewer shows it: over white where
+    what is visible is dark (black text or a logo on a transparent PNG), over black where it
+    is light. The colour a transparent pixel holds is arbitrary, most often black, so
+    dropping the alpha channel made black text on a transparent PNG vanish."""
+    alpha = rgba[..., 3]
+    visible = (alpha >= 128).astype(np.uint8)
+    grey = cv2.cvtColor(np.ascontiguousarray(rgba[..., :3]), cv2.COLOR_RGB2GRAY)
+    background = 255 if cv2.mean(grey, mask=visible)[0] < 128 else 0
+    out = np.empty((*rgba.shape[:2], 3), np.uint8)
+    for top in range(0, rgba.shape[0], BACKGROUND_ROWS):
+        part = rgba[top : top + BACKGROUND_ROWS].astype(np.uint16)
+        weight = part[..., 3:]  # colour * alpha + background * (255 - alpha) fits 16 bits
+        blended = part[..., :3] * weight + background * (255 - weight) + 127
+        out[top : top + BACKGROUND_ROWS] = blended // 255
+    return out
 
 
 def _imdecode(array: np.ndarray, flags: int, code: ErrorCode, message: str) -> np.ndarray:

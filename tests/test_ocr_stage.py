@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from framewise.config import Settings
+from framewise.media import decode_image
 from stages.local import image_frame_batch, run_video_stages
 from stages.ocr.engine import OcrLine, TabledDetPreProcess
 from stages.ocr.language import LanguageIdentifier, dominant_script
@@ -16,6 +17,7 @@ from stages.ocr.stage import OcrAnalyzer, finalize_image, ocr_samples, on_ocr_gr
 from stages.spec import sampled
 
 SETTINGS = Settings(stages=["ocr"])
+LATIN = "Alphabetum in mundo hodie frequentissime adhibitum est alphabetum Latinum."
 
 
 @pytest.fixture(scope="module")
@@ -39,11 +41,7 @@ def read_image(analyzer, path) -> list[dict]:
             "To facilitate the shot type analysis in videos, we collect MovieShots, a large-scale",
             "en",
         ),
-        (
-            "latin.jpg",
-            "Alphabetum in mundo hodie frequentissime adhibitum est alphabetum Latinum.",
-            "la",
-        ),
+        ("latin.jpg", LATIN, "la"),
         ("issue_170.png", "TEST", "en"),
         ("text_rec.jpg", "韩国小馆", "zh"),
     ],
@@ -51,6 +49,26 @@ def read_image(analyzer, path) -> list[dict]:
 def test_clear_lines_come_back_exactly(analyzer, media, name, text, language):
     results = read_image(analyzer, media / "images" / "ocr" / name)
     assert results == [{"language_code": language, "full_text": text}]
+
+
+@pytest.mark.parametrize("ink", [(0, 0, 0), (255, 255, 255)], ids=["black", "white"])
+def test_text_on_a_transparent_png_is_read(analyzer, media, ink):
+    """latin.jpg's dark text as the only opaque pixels of a PNG, in black or in white: the
+    image path lays it on the background it stands out from (dropping the alpha channel left
+    black text on black)."""
+    grey = cv2.imread(str(media / "images" / "ocr" / "latin.jpg"), cv2.IMREAD_GRAYSCALE)
+    rgba = np.empty((*grey.shape, 4), np.uint8)
+    rgba[..., :3] = ink
+    rgba[..., 3] = 255 - grey
+    png = cv2.imencode(".png", rgba)[1].tobytes()
+    image = decode_image(png, SETTINGS.max_pixels)
+    results = finalize_image(analyzer.analyze(image[None], image_frame_batch("ocr")), SETTINGS)
+    assert results["ocr_results"] == [
+        {
+            "language_code": "la",
+            "full_text": LATIN,
+        }
+    ]
 
 
 def test_many_boxes_in_reading_order(analyzer, media):
