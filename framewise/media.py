@@ -450,7 +450,7 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
     header = image_header(data)
     if header is None:
         reduced = _imdecode(
-            array, cv2.IMREAD_REDUCED_GRAYSCALE_8, ErrorCode.unsupported_media, "not an image"
+            array, cv2.IMREAD_REDUCED_GRAYSCALE_8, ErrorCode.unsupported_media, unreadable(data)
         )
         header = ImageHeader((reduced.shape[1] * 8, reduced.shape[0] * 8), False)
     width, height = header.size
@@ -463,6 +463,17 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
         return on_background(_decode_rgba(data))
     image = _imdecode(array, cv2.IMREAD_COLOR, ErrorCode.corrupt_media, "corrupt image data")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+READABLE = "JPEG, PNG, WebP, AVIF, GIF, BMP or TIFF"
+HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
+
+
+def unreadable(data: bytes) -> str:
+    """Why bytes that no decoder reads are refused, naming what is read instead."""
+    if data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS:  # a phone's default photo format
+        return f"HEIC/HEIF images are not supported: convert it to {READABLE}"
+    return f"not an image in a format the service reads ({READABLE})"
 
 
 def _decode_rgba(data: bytes) -> np.ndarray:

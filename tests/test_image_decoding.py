@@ -76,3 +76,17 @@ def test_an_opaque_image_decodes_as_before():
     rgb = np.random.default_rng(2).integers(0, 256, (30, 50, 3), dtype=np.uint8)
     data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes()
     assert (decode_image(data, LIMIT) == rgb).all()
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64), "HEIC/HEIF"),
+        (b"plain text, not a picture", "not an image in a format the service reads"),
+    ],
+)
+def test_unreadable_bytes_say_what_is_read_instead(data, reason):
+    with pytest.raises(MediaError) as error:
+        decode_image(data, LIMIT)
+    assert error.value.code == "unsupported_media"
+    assert reason in str(error.value) and "JPEG, PNG, WebP, AVIF" in str(error.value)
