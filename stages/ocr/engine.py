@@ -122,7 +122,7 @@ class PpOcrEngine(InferenceModel):
         from rapidocr.utils.process_img import map_boxes_to_original
 
         engine = self.engine
-        image = engine.load_img(np.ascontiguousarray(frame[..., ::-1]))
+        image = engine.load_img(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))  # 5x a reversed copy
         resized, op_record = engine.preprocess_img(image)
         try:
             crops, detected = engine.detect_and_crop(resized, op_record)
