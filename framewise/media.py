@@ -494,17 +494,18 @@ def on_background(rgba: np.ndarray) -> np.ndarray:
     what is visible is dark (black text or a logo on a transparent PNG), over black where it
     is light. The colour a transparent pixel holds is arbitrary, most often black, so
     dropping the alpha channel made black text on a transparent PNG vanish."""
-    chunks = [rgba[top : top + BACKGROUND_ROWS] for top in range(0, len(rgba), BACKGROUND_ROWS)]
+    starts = range(0, len(rgba), BACKGROUND_ROWS)
     brightness = visible = 0
-    for part in chunks:
+    for top in starts:
+        part = rgba[top : top + BACKGROUND_ROWS]
         grey = cv2.cvtColor(np.ascontiguousarray(part[..., :3]), cv2.COLOR_RGB2GRAY)
         shown = part[..., 3] >= 128
         brightness += int(grey[shown].sum())
         visible += int(shown.sum())
     background = 0 if visible and brightness >= 128 * visible else 255  # light: black
     out = np.empty((*rgba.shape[:2], 3), np.uint8)
-    for top, part in zip(range(0, len(rgba), BACKGROUND_ROWS), chunks, strict=True):
-        part = part.astype(np.uint16)
+    for top in starts:
+        part = rgba[top : top + BACKGROUND_ROWS].astype(np.uint16)
         weight = part[..., 3:]  # colour * alpha + background * (255 - alpha) fits 16 bits
         blended = part[..., :3] * weight + background * (255 - weight) + 127
         out[top : top + len(part)] = blended // 255
