@@ -113,10 +113,14 @@ class TextMemory:
     def plan(self, sequence: str, thumb: np.ndarray, shape: tuple[int, ...]) -> Plan:
         known = [r for r in self.readings.get(sequence) or [] if r.shape == shape]
         textured = textured_rows(thumb)
-        plans = [self._plan_against(reading, thumb, textured) for reading in reversed(known)]
-        if not plans:
-            return self._plan_against(None, thumb, textured)
-        return min(plans, key=lambda plan: share(plan.bands))  # the most recent of equals
+        best = None
+        for reading in reversed(known):  # the most recent of equals
+            plan = self._plan_against(reading, thumb, textured)
+            if best is None or share(plan.bands) < share(best.bands):
+                best = plan
+            if not best.bands:
+                break  # nothing to read: no other reading can do better
+        return best or self._plan_against(None, thumb, textured)
 
     @staticmethod
     def _plan_against(reading: Reading | None, thumb: np.ndarray, textured: np.ndarray) -> Plan:
