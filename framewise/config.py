@@ -65,8 +65,9 @@ class Settings(BaseSettings):
 
     journal: bool | None = Field(
         None,
-        description="keep a durable journal of job status, unfinished jobs and the allowlist in "
-        "data_dir and replay it into a fresh broker; unset: on with the embedded broker",
+        description="keep a durable journal of job status, unfinished jobs, the allowlist and "
+        "unfinished webhook deliveries in data_dir and replay it into a fresh broker; unset: on "
+        "with the embedded broker",
     )
 
     # --- storage -----------------------------------------------------------------------------

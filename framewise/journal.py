@@ -2,11 +2,14 @@
 
 The embedded broker keeps data in memory only, so on a single machine Framewise keeps its own
 durable copy, under ``<data_dir>/journal``: the latest status body of every job (with the key
-that owns it), the ingest request of every job not yet ended, and every allowlist record. The
-API writes it as it reads the topics; ``framewise up`` replays it into a fresh broker before
-the workers start (and after restarting a broker that died), so finished and failed jobs stay
-readable, unfinished ones run again from their upload, and the allowlist is kept. On a real
-Kafka cluster the topics themselves are durable, and the journal is off unless configured.
+that owns it), the ingest request of every job not yet ended, every allowlist record, and
+every webhook delivery not yet ended. The API writes the first three as it reads the topics;
+the aggregator keeps a delivery as it publishes it, and the webhook worker drops it once its
+outcome is out. ``framewise up`` replays it into a fresh broker before the workers start (and
+after restarting a broker that died), so finished and failed jobs stay readable, unfinished
+ones run again from their upload, the allowlist is kept and webhooks still being retried go
+on. On a real Kafka cluster the topics themselves are durable, and the journal is off unless
+configured.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from framewise import keys, topics
 from framewise.blobstore import BlobStore
 from framewise.config import Settings
 from schemas.api import JobHead
-from schemas.messages import IngestRequest
+from schemas.messages import IngestRequest, WebhookDelivery
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +38,7 @@ STATUS_SUFFIX = ".status"  # a job's latest status: a JSON line with its owner, 
 class Journal:
     def __init__(self, root: Path) -> None:
         self.root = root
-        for part in ("status", "ingest", "allowlist"):
+        for part in ("status", "ingest", "allowlist", "webhooks"):
             (root / part).mkdir(parents=True, exist_ok=True)
 
     @classmethod
@@ -79,9 +82,17 @@ class Journal:
         else:
             self._write(path, json.loads(record))
 
+    def keep_webhook(self, delivery: WebhookDelivery) -> None:
+        """A job's webhook delivery, until its outcome is out (a job delivers once, at its
+        end)."""
+        self._write(self._path("webhooks", delivery.job_id), delivery.model_dump(mode="json"))
+
+    def forget_webhook(self, job_id: str) -> None:
+        self._path("webhooks", job_id).unlink(missing_ok=True)
+
     def forget_job(self, job_id: str) -> None:
         self._path("status", job_id, STATUS_SUFFIX).unlink(missing_ok=True)
-        for part in ("status", "ingest"):
+        for part in ("status", "ingest", "webhooks"):
             self._path(part, job_id).unlink(missing_ok=True)
 
     def _read(self, part: str) -> Iterator[tuple[str, dict]]:
@@ -112,6 +123,9 @@ class Journal:
     def identities(self) -> dict[str, dict]:
         return dict(self._read("allowlist"))
 
+    def webhooks(self) -> list[WebhookDelivery]:
+        return [WebhookDelivery.model_validate(data) for _, data in self._read("webhooks")]
+
 
 def _resumable(request: IngestRequest, blobs: BlobStore) -> bool:
     """Its media is still here: the upload, or images carried in the request itself."""
@@ -121,10 +135,11 @@ def _resumable(request: IngestRequest, blobs: BlobStore) -> bool:
 
 
 async def replay(journal: Journal, settings: Settings, blobs: BlobStore) -> tuple[int, int, int]:
-    """Publish the journal into a fresh broker: every status, every allowlist record, and the
-    ingest request of every job that had not ended (it runs again from its upload). Partial
-    frames of interrupted work are deleted, as are uploads of jobs that ended. Returns the
-    numbers of jobs, jobs resumed and identities."""
+    """Publish the journal into a fresh broker: every status, every allowlist record, the
+    ingest request of every job that had not ended (it runs again from its upload) and every
+    webhook delivery that had not (its attempts so far still count). Partial frames of
+    interrupted work are deleted, as are uploads of jobs that ended. Returns the numbers of
+    jobs, jobs resumed and identities."""
     jobs = 0
     unfinished = [r for r in journal.unfinished() if _resumable(r, blobs)]
     shutil.rmtree(blobs.root / "frames", ignore_errors=True)
@@ -151,6 +166,12 @@ async def replay(journal: Journal, settings: Settings, blobs: BlobStore) -> tupl
                 topics.INGEST.name,
                 request.model_dump_json(exclude_none=True).encode(),
                 key=keys.job_key(request.job_id),
+            )
+        for delivery in journal.webhooks():
+            await producer.send_and_wait(
+                topics.WEBHOOKS.name,
+                delivery.model_dump_json(exclude_none=True).encode(),
+                key=keys.job_key(delivery.job_id),
             )
     finally:
         await producer.stop()

@@ -1,23 +1,28 @@
 """A restart of the whole `framewise up` (embedded broker: memory only) loses nothing that was
-accepted: finished jobs stay readable, an interrupted job runs again and finishes, and the
-allowlist is kept, all from the journal in the data directory. A broker that dies under
-`framewise up` is started again and refilled the same way."""
+accepted: finished jobs stay readable, an interrupted job runs again and finishes, the
+allowlist is kept and a webhook still being retried is delivered, all from the journal in the
+data directory. A broker that dies under `framewise up` is started again and refilled the same
+way."""
 
 from __future__ import annotations
 
 import base64
+import http.server
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 import pytest
 
 from framewise.broker import free_port, wait_for_port
+from stages.webhook.delivery import verify_signature
 from tests.conftest import ROOT, upload_video, wait_for_job
 
 pytestmark = pytest.mark.integration
@@ -120,3 +125,79 @@ def test_a_restart_of_everything_loses_nothing_accepted(tmp_path, media, long_vi
         assert "broker | exited" in log.read_text(errors="replace")
     finally:
         stop_up(up)
+
+
+class Receiver(http.server.BaseHTTPRequestHandler):
+    received: ClassVar[list[tuple[dict[str, str], bytes]]] = []
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        Receiver.received.append((dict(self.headers), body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_webhook_still_retrying_at_a_restart_is_delivered_after_it(tmp_path, media):
+    """The receiver is down while the job finishes and the service restarts; the delivery
+    was only on the webhooks topic of a memory-only broker, so the journal must keep it."""
+    api_port, hook_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "FRAMEWISE_EMBEDDED_BROKER_PORT": str(free_port()),
+        "FRAMEWISE_API_PORT": str(api_port),
+        "FRAMEWISE_DATA_DIR": str(tmp_path / "data"),
+        "FRAMEWISE_MODELS_DIR": str(tmp_path / "models"),
+        "FRAMEWISE_STAGES": json.dumps(["tag"]),
+        "FRAMEWISE_WEBHOOK_ALLOW_PRIVATE": "true",
+        "FRAMEWISE_WEBHOOK_MAX_ATTEMPTS": "1000",
+        "FRAMEWISE_WEBHOOK_BACKOFF_S": "0.2",
+        "FRAMEWISE_WEBHOOK_BACKOFF_MAX_S": "0.5",
+    }
+    env.pop("FRAMEWISE_KAFKA_BOOTSTRAP", None)
+    base, log = f"http://127.0.0.1:{api_port}", tmp_path / "up.log"
+    kitten = base64.b64encode((media / "images" / "tags" / "kitten_224.png").read_bytes())
+    secret = "s3cr3t-for-tests"
+    up = start_up(env, log)
+    try:
+        wait_for_port("127.0.0.1", api_port, timeout=120)
+        location = httpx.post(
+            f"{base}/v1/images",
+            json={
+                "images": [{"external_id": "k", "data_base64": kitten.decode()}],
+                "webhook": {"url": f"http://127.0.0.1:{hook_port}/hook", "secret": secret},
+            },
+            timeout=30,
+        ).headers["Location"]
+        assert wait_for_job(base, location, 180)["status"] == "finished"
+        job_id = location.rsplit("/", 1)[-1]
+        attempts = tmp_path / "data" / "webhooks" / f"evt_{job_id}_finished.attempts"
+        deadline = time.monotonic() + 60
+        while not attempts.exists():  # the delivery is being retried: nobody listens yet
+            assert time.monotonic() < deadline, log.read_text(errors="replace")[-3000:]
+            time.sleep(0.2)
+    finally:
+        stop_up(up)
+    Receiver.received.clear()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", hook_port), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    up = start_up(env, log)
+    try:
+        deadline = time.monotonic() + 120
+        while not Receiver.received:
+            assert time.monotonic() < deadline, log.read_text(errors="replace")[-3000:]
+            time.sleep(0.2)
+        headers, body = Receiver.received[0]
+        assert headers["webhook-id"] == f"evt_{job_id}_finished"
+        assert verify_signature(secret, headers["X-Webhook-Signature"], body)
+        assert json.loads(body)["job_id"] == job_id
+        deadline = time.monotonic() + 60
+        while not (wait_for_job(base, location, 60).get("webhook") or {}).get("delivered"):
+            assert time.monotonic() < deadline, "the delivery never reached the job's body"
+            time.sleep(0.5)
+        assert wait_for_job(base, location, 60)["webhook"]["attempts"] > 1
+    finally:
+        stop_up(up)
+        server.shutdown()

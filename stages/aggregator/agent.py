@@ -15,6 +15,7 @@ import faust
 from framewise import topics
 from framewise.blobstore import BlobStore
 from framewise.config import Settings
+from framewise.journal import Journal
 from framewise.kafka import (
     dead_letter,
     in_thread,
@@ -52,7 +53,13 @@ def build_aggregator_app(settings: Settings) -> faust.App:
         app.Table(name, default=None, partitions=settings.partitions, extra_topic_configs=changelog)
         for name in ("jobs", "segments", "batches")
     ]
-    aggregator = Aggregator(*tables, settings, BlobStore(settings.data_dir), offload=in_thread)
+    aggregator = Aggregator(
+        *tables,
+        settings,
+        BlobStore(settings.data_dir),
+        offload=in_thread,
+        journal=Journal.of(settings),
+    )
 
     async def send(sends: list[Send], delivered: bool = False) -> None:
         for message in sends:

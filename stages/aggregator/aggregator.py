@@ -27,6 +27,7 @@ from typing import Any
 from framewise import keyframes, keys, topics
 from framewise.blobstore import BlobStore
 from framewise.config import Settings
+from framewise.journal import Journal
 from framewise.kafka import to_bytes
 from framewise.topics import TopicSpec
 from schemas.api import ErrorCode, ImageBatchJob, JobError, JobStatus, VideoJob, WebhookStatus
@@ -129,6 +130,7 @@ class Aggregator:
         blobs: BlobStore,
         offload: Offload = run_here,
         clock: Callable[[], float] = time.time,
+        journal: Journal | None = None,
     ) -> None:
         self.jobs = jobs
         self.segments = segments
@@ -137,6 +139,7 @@ class Aggregator:
         self.blobs = blobs
         self.offload = offload  # runs CPU-heavy finalisers (the worker: off the event loop)
         self.clock = clock
+        self.journal = journal  # keeps webhook deliveries durable (embedded broker)
         self.started_at = clock()
         self.restart_checked = False
         self.last_movement = self.started_at  # when any job here last moved
@@ -232,14 +235,23 @@ class Aggregator:
         return Outcome()
 
     def _webhook_outcome(self, state: JobState | None, event: WebhookOutcome) -> Outcome:
-        if state is None or state.final_status is None:
+        """The outcome patched into the job's final body, which is published again. Without
+        the job's state (a delivery the journal replayed into a fresh embedded broker, whose
+        tables start empty) the kept body is patched all the same."""
+        if state is not None and state.final_status is None:
             return Outcome()
-        state.webhook_status = WebhookStatus(
+        outcome = WebhookStatus(
             delivered=event.delivered, attempts=event.attempts, last_error=event.last_error
         )
-        key = keys.final_body(state.job_id)
-        patched = assembly.with_webhook_status(self.blobs.get_bytes(key), state.webhook_status)
-        self.blobs.put_bytes(key, patched)
+        key = keys.final_body(event.job_id)
+        try:
+            body = self.blobs.get_bytes(key)
+        except FileNotFoundError:  # past the retention
+            return Outcome()
+        self.blobs.put_bytes(key, assembly.with_webhook_status(body, outcome))
+        if state is None:
+            return Outcome([Send(topics.JOB_STATUS, keys.job_key(event.job_id), stored=key)])
+        state.webhook_status = outcome
         self.save(state)
         return Outcome([self._status(state)])
 
@@ -345,6 +357,8 @@ class Aggregator:
                 created_at=self.clock(),
             )
             sends.append(Send(topics.WEBHOOKS, key, to_bytes(delivery)))
+            if self.journal is not None:
+                self.journal.keep_webhook(delivery)
         return Outcome(sends, finalised=state.job_id)
 
     def published(self, job_id: str) -> None:

@@ -9,6 +9,7 @@ import faust
 from framewise import keys, topics
 from framewise.blobstore import BlobStore
 from framewise.config import Settings
+from framewise.journal import Journal
 from framewise.kafka import dead_letter, in_thread, make_app, to_bytes, topic, valid_events
 from schemas.messages import WebhookDelivery, WebhookOutcome
 from stages.webhook.delivery import DeliveryResult, WebhookSender
@@ -32,6 +33,7 @@ def build_webhook_app(settings: Settings) -> faust.App:
     # Attempts made per delivery, kept in the shared blob store: a worker that dies mid-way
     # leaves the count for the next one, so retries and the reported count stay true.
     blobs = BlobStore(settings.data_dir)
+    journal = Journal.of(settings)  # keeps each delivery until its outcome is out
 
     def attempts_made(delivery_id: str) -> int:
         try:
@@ -101,7 +103,10 @@ def build_webhook_app(settings: Settings) -> faust.App:
             attempts=result.attempts,
             last_error=result.last_error,
         )
-        await job_events.send(key=keys.job_key(delivery.job_id), value=to_bytes(outcome))
+        sent = await job_events.send(key=keys.job_key(delivery.job_id), value=to_bytes(outcome))
         blobs.path(keys.webhook_attempts(delivery.delivery_id)).unlink(missing_ok=True)
+        if journal is not None:
+            await sent  # the broker has the outcome: the delivery has ended for good
+            journal.forget_webhook(delivery.job_id)
 
     return app
