@@ -246,7 +246,7 @@ class Aggregator:
         key = keys.final_body(event.job_id)
         try:
             body = self.blobs.get_bytes(key)
-        except FileNotFoundError:  # past the retention
+        except (FileNotFoundError, ValueError):  # past the retention, or not a job id
             return Outcome()
         self.blobs.put_bytes(key, assembly.with_webhook_status(body, outcome))
         if state is None:
