@@ -3,13 +3,14 @@
 The embedded broker keeps data in memory only, so on a single machine Framewise keeps its own
 durable copy, under ``<data_dir>/journal``: the latest status body of every job (with the key
 that owns it), the ingest request of every job not yet ended, every allowlist record, and
-every webhook delivery not yet ended. The API writes the first three as it reads the topics;
-the aggregator keeps a delivery as it publishes it, and the webhook worker drops it once its
-outcome is out. ``framewise up`` replays it into a fresh broker before the workers start (and
-after restarting a broker that died), so finished and failed jobs stay readable, unfinished
-ones run again from their upload, the allowlist is kept and webhooks still being retried go
-on. On a real Kafka cluster the topics themselves are durable, and the journal is off unless
-configured.
+every webhook delivery not yet ended. The API writes the first three as it reads the topics
+(and an ingest request before it sends it; the planner keeps one that a producer published
+straight to the ingest topic); the aggregator keeps a delivery as it publishes it, and the
+webhook worker drops it once its outcome is out. ``framewise up`` replays it into a fresh
+broker before the workers start (and after restarting a broker that died), so finished and
+failed jobs stay readable, unfinished ones run again from their media, the allowlist is kept
+and webhooks still being retried go on. On a real Kafka cluster the topics themselves are
+durable, and the journal is off unless configured.
 """
 
 from __future__ import annotations
@@ -75,6 +76,22 @@ class Journal:
     def keep_ingest(self, request: IngestRequest) -> None:
         self._write(self._path("ingest", request.job_id), request.model_dump(mode="json"))
 
+    def keep_ingest_unless_known(self, request: IngestRequest) -> None:
+        """The planner's copy of a job's ingest request: for a job a producer published
+        straight to the ingest topic, which the API never saw. Not where the API kept it
+        already, nor for a job that has ended (a request delivered again)."""
+        if not self._path("ingest", request.job_id).exists() and not self.ended(request.job_id):
+            self.keep_ingest(request)
+
+    def ended(self, job_id: str) -> bool:
+        """Whether the job's kept status is terminal."""
+        path = self._path("status", job_id, STATUS_SUFFIX)
+        try:
+            body = path.read_bytes().split(b"\n", 1)[1]
+        except (OSError, IndexError):
+            return False
+        return JobHead.of(body).terminal
+
     def keep_identity(self, identity_id: str, record: bytes | None) -> None:
         path = self._path("allowlist", identity_id)
         if record is None:
@@ -127,11 +144,15 @@ class Journal:
         return [WebhookDelivery.model_validate(data) for _, data in self._read("webhooks")]
 
 
-def _resumable(request: IngestRequest, blobs: BlobStore) -> bool:
-    """Its media is still here: the upload, or images carried in the request itself."""
-    upload = blobs.path(keys.transient_prefixes(request.job_id)[0])
-    inline = bool(request.images) and all(i.data_base64 for i in request.images)
-    return upload.exists() or inline
+def resumable(request: IngestRequest, blobs: BlobStore) -> bool:
+    """Its media is still here: the video, or each image (carried in the request itself, or
+    where the request names it: the upload, or a producer's own blob key)."""
+    if request.video_blob_key is not None:
+        return blobs.exists(request.video_blob_key)
+    return all(
+        image.data_base64 or blobs.exists(image.blob_key or keys.uploaded_image(request.job_id, i))
+        for i, image in enumerate(request.images or [])
+    )
 
 
 async def replay(journal: Journal, settings: Settings, blobs: BlobStore) -> tuple[int, int, int]:
@@ -141,7 +162,7 @@ async def replay(journal: Journal, settings: Settings, blobs: BlobStore) -> tupl
     interrupted work are deleted, as are uploads of jobs that ended. Returns the numbers of
     jobs, jobs resumed and identities."""
     jobs = 0
-    unfinished = [r for r in journal.unfinished() if _resumable(r, blobs)]
+    unfinished = [r for r in journal.unfinished() if resumable(r, blobs)]
     shutil.rmtree(blobs.root / "frames", ignore_errors=True)
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap, max_request_size=settings.max_message_bytes

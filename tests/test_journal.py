@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import tracemalloc
 
-from framewise.journal import Journal
+from framewise.blobstore import BlobStore
+from framewise.journal import Journal, resumable
+from schemas.messages import ImageSource, IngestRequest
 
 BODY = json.dumps(
     {"job_id": "video_a", "status": "finished", "result": {"note": 'quotes " and \\ and\nnew'}}
@@ -45,3 +47,40 @@ def test_keeping_a_megabyte_body_copies_none_of_it(tmp_path):
     # quoted as a JSON string inside JSON, it was held three more times (9 MB)
     assert peak < 200_000, f"{peak / 2**20:.1f} MiB allocated to keep it"
     assert next(journal.statuses())[2] == body
+
+
+def test_the_planner_keeps_a_producers_request_but_never_one_of_an_ended_job(tmp_path):
+    """The API keeps the requests it sends; one a producer published straight to the ingest
+    topic is kept by the planner, unless the job has ended (the request came again)."""
+    journal = Journal(tmp_path / "journal")
+    direct = IngestRequest(
+        job_id="video_straight00000001", media_type="video", video_blob_key="incoming/clip.mp4"
+    )
+    journal.keep_ingest_unless_known(direct)
+    assert journal.unfinished() == [direct]
+    through_api = direct.model_copy(update={"video_blob_key": "uploads/x/video"})
+    journal.keep_ingest(through_api)
+    journal.keep_ingest_unless_known(direct)  # the API's copy stands
+    assert journal.unfinished() == [through_api]
+    journal.keep_status(direct.job_id, BODY, None, terminal=True)  # ended: its request dropped
+    journal.keep_ingest_unless_known(direct)  # delivered again after the job ended
+    assert journal.ended(direct.job_id) and journal.unfinished() == []
+
+
+def test_a_job_resumes_from_a_producers_own_blob_key(tmp_path):
+    blobs = BlobStore(tmp_path / "data")
+    video = IngestRequest(
+        job_id="video_straight00000001", media_type="video", video_blob_key="incoming/clip.mp4"
+    )
+    images = IngestRequest(
+        job_id="image_batch_straight00000001",
+        media_type="image",
+        images=[
+            ImageSource(external_id="a", blob_key="incoming/a.png"),
+            ImageSource(external_id="b", data_base64="iVBORw0KGgo="),
+        ],
+    )
+    assert not resumable(video, blobs) and not resumable(images, blobs)
+    blobs.put_bytes("incoming/clip.mp4", b"video")
+    blobs.put_bytes("incoming/a.png", b"image")
+    assert resumable(video, blobs) and resumable(images, blobs)

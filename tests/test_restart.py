@@ -6,6 +6,7 @@ way."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import http.server
 import json
@@ -21,7 +22,9 @@ from typing import ClassVar
 import httpx
 import pytest
 
+from framewise import keys, topics
 from framewise.broker import free_port, wait_for_port
+from schemas.messages import IngestRequest
 from stages.webhook.delivery import verify_signature
 from tests.conftest import ROOT, upload_video, wait_for_job
 
@@ -201,3 +204,59 @@ def test_a_webhook_still_retrying_at_a_restart_is_delivered_after_it(tmp_path, m
     finally:
         stop_up(up)
         server.shutdown()
+
+
+async def publish_ingest(bootstrap: str, request: IngestRequest) -> None:
+    """What a producer does without the API: the request straight onto the ingest topic."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            topics.INGEST.name,
+            request.model_dump_json(exclude_none=True).encode(),
+            key=keys.job_key(request.job_id),
+        )
+    finally:
+        await producer.stop()
+
+
+def test_a_job_published_straight_to_the_ingest_topic_runs_again_after_a_restart(
+    tmp_path, long_video
+):
+    """The API never sees such a request, so the planner keeps it in the journal; the video
+    stays under the producer's own blob key."""
+    api_port, broker_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "FRAMEWISE_EMBEDDED_BROKER_PORT": str(broker_port),
+        "FRAMEWISE_API_PORT": str(api_port),
+        "FRAMEWISE_DATA_DIR": str(tmp_path / "data"),
+        "FRAMEWISE_MODELS_DIR": str(tmp_path / "models"),
+        "FRAMEWISE_STAGES": json.dumps(["scene", "tag", "face"]),
+    }
+    env.pop("FRAMEWISE_KAFKA_BOOTSTRAP", None)
+    base, log = f"http://127.0.0.1:{api_port}", tmp_path / "up.log"
+    (tmp_path / "data" / "incoming").mkdir(parents=True)
+    (tmp_path / "data" / "incoming" / "clip.mp4").write_bytes(long_video.read_bytes())
+    request = IngestRequest(
+        job_id="video_straight00000001", media_type="video", video_blob_key="incoming/clip.mp4"
+    )
+    location = f"/v1/videos/{request.job_id}"
+    up = start_up(env, log)
+    try:
+        wait_for_port("127.0.0.1", api_port, timeout=120)
+        asyncio.run(publish_ingest(f"127.0.0.1:{broker_port}", request))
+        wait_for_job(base, location, 120, until=("processing",))
+    finally:
+        stop_up(up)
+    up = start_up(env, log)
+    try:
+        body = wait_for_job(base, location, 240)
+        assert body["status"] == "finished", (body, log.read_text(errors="replace")[-3000:])
+        starts = [round(s["start_seconds"]) for s in body["result"]["raw_scenes"]]
+        assert starts == list(range(0, 120, 10))
+        assert "(1 resumed)" in log.read_text(errors="replace")
+    finally:
+        stop_up(up)

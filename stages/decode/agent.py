@@ -20,6 +20,7 @@ import faust
 from framewise import keyframes, keys, topics
 from framewise.blobstore import BlobStore
 from framewise.config import Settings
+from framewise.journal import Journal
 from framewise.kafka import dead_letter, in_thread, make_app, to_bytes, topic, valid_events
 from framewise.media import DecodedBatch, MediaError, decode_image, resize_to
 from schemas.api import ErrorCode, JobError
@@ -38,6 +39,7 @@ def build_decode_app(settings: Settings) -> faust.App:
     job_events = topic(app, topics.JOB_EVENTS)
     frames_topics = {p: topic(app, topics.frames_topic(p)) for p in topics.PROFILES}
     blobs = BlobStore(settings.data_dir)
+    journal = Journal.of(settings)  # embedded broker: what a restart must run again
     all_profiles = profiles(settings)
 
     @app.agent(ingest, name="framewise.plan")
@@ -47,6 +49,8 @@ def build_decode_app(settings: Settings) -> faust.App:
             app, topics.INGEST, stream, parse, "IngestRequest", settings.max_ingest_message_bytes
         ):
             key = keys.job_key(request.job_id)
+            if journal is not None:  # a producer's own request, which the API never saw
+                await in_thread(journal.keep_ingest_unless_known, request)
             try:
                 planned, tasks, failed = await in_thread(plan, request, blobs, settings)
             except Exception as exc:  # unreadable media, or anything unexpected: the job fails
