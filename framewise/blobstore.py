@@ -60,6 +60,15 @@ class BlobStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         return path.open("wb")
 
+    def keys_under(self, prefix: str) -> list[str]:
+        """The keys of the files directly in ``prefix``, in order (not the temporary ones of
+        writes in progress)."""
+        path = self.path(prefix)
+        if not path.is_dir():
+            return []
+        names = sorted(p.name for p in path.iterdir() if p.is_file() and p.name[0] != ".")
+        return [f"{prefix}/{name}" for name in names]
+
     def delete_prefix(self, prefix: str) -> None:
         """Remove a job's files (``uploads/<job>``, ``frames/<job>``)."""
         path = self.path(prefix)

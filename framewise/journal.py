@@ -29,7 +29,7 @@ from framewise import keys, topics
 from framewise.blobstore import BlobStore
 from framewise.config import Settings
 from schemas.api import JobHead
-from schemas.messages import IngestRequest, WebhookDelivery
+from schemas.messages import AllowlistEnrollment, IngestRequest, WebhookDelivery
 
 log = logging.getLogger(__name__)
 
@@ -155,12 +155,23 @@ def resumable(request: IngestRequest, blobs: BlobStore) -> bool:
     )
 
 
+def enrolment_request(identity_id: str, record: dict, blobs: BlobStore) -> AllowlistEnrollment:
+    """The enrolment of an identity still pending, from its record and the images the API
+    stored for it (none left: the face worker records it as failed, saying so)."""
+    return AllowlistEnrollment(
+        identity_id=identity_id,
+        label=record["label"],
+        blob_keys=blobs.keys_under(keys.enrolment_prefix(identity_id)),
+        owner=record.get("owner"),
+    )
+
+
 async def replay(journal: Journal, settings: Settings, blobs: BlobStore) -> tuple[int, int, int]:
-    """Publish the journal into a fresh broker: every status, every allowlist record, the
-    ingest request of every job that had not ended (it runs again from its upload) and every
-    webhook delivery that had not (its attempts so far still count). Partial frames of
-    interrupted work are deleted, as are uploads of jobs that ended. Returns the numbers of
-    jobs, jobs resumed and identities."""
+    """Publish the journal into a fresh broker: every status, every allowlist record (and the
+    enrolment of each one still pending), the ingest request of every job that had not ended
+    (it runs again from its media) and every webhook delivery that had not (its attempts so
+    far still count). Partial frames of interrupted work are deleted, as are uploads of jobs
+    that ended. Returns the numbers of jobs, jobs resumed and identities."""
     jobs = 0
     unfinished = [r for r in journal.unfinished() if resumable(r, blobs)]
     shutil.rmtree(blobs.root / "frames", ignore_errors=True)
@@ -182,6 +193,13 @@ async def replay(journal: Journal, settings: Settings, blobs: BlobStore) -> tupl
             await producer.send_and_wait(
                 topics.ALLOWLIST.name, json.dumps(record).encode(), key=identity_id.encode()
             )
+            if record.get("status") == "pending":  # its request was on the lost topic
+                request = enrolment_request(identity_id, record, blobs)
+                await producer.send_and_wait(
+                    topics.ALLOWLIST_REQUESTS.name,
+                    request.model_dump_json(exclude_none=True).encode(),
+                    key=identity_id.encode(),
+                )
         for request in unfinished:
             await producer.send_and_wait(
                 topics.INGEST.name,

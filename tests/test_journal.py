@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import tracemalloc
 
+from framewise import keys
 from framewise.blobstore import BlobStore
-from framewise.journal import Journal, resumable
+from framewise.journal import Journal, enrolment_request, resumable
 from schemas.messages import ImageSource, IngestRequest
 
 BODY = json.dumps(
@@ -84,3 +85,15 @@ def test_a_job_resumes_from_a_producers_own_blob_key(tmp_path):
     blobs.put_bytes("incoming/clip.mp4", b"video")
     blobs.put_bytes("incoming/a.png", b"image")
     assert resumable(video, blobs) and resumable(images, blobs)
+
+
+def test_a_pending_enrolment_is_asked_again_with_the_images_the_api_stored(tmp_path):
+    blobs = BlobStore(tmp_path / "data")
+    record = {"label": "Tom", "status": "pending", "owner": "key_a"}
+    assert enrolment_request("id_tom", record, blobs).blob_keys == []  # fails, saying so
+    for i in (1, 0):
+        blobs.put_bytes(keys.enrolment_image("id_tom", i), b"image")
+    (blobs.path("allowlist/id_tom") / ".002.abc.tmp").write_bytes(b"half")  # a write under way
+    request = enrolment_request("id_tom", record, blobs)
+    assert request.blob_keys == ["allowlist/id_tom/000", "allowlist/id_tom/001"]
+    assert (request.label, request.owner) == ("Tom", "key_a")

@@ -260,3 +260,48 @@ def test_a_job_published_straight_to_the_ingest_topic_runs_again_after_a_restart
         assert "(1 resumed)" in log.read_text(errors="replace")
     finally:
         stop_up(up)
+
+
+def test_an_enrolment_pending_at_a_restart_is_enrolled_after_it(tmp_path, media):
+    """The face worker is paused, so the enrolment request waits on the topic, which the
+    memory-only broker loses; the journal's pending record brings it back."""
+    api_port = free_port()
+    env = {
+        **os.environ,
+        "FRAMEWISE_EMBEDDED_BROKER_PORT": str(free_port()),
+        "FRAMEWISE_API_PORT": str(api_port),
+        "FRAMEWISE_DATA_DIR": str(tmp_path / "data"),
+        "FRAMEWISE_MODELS_DIR": str(tmp_path / "models"),
+        "FRAMEWISE_STAGES": json.dumps(["face"]),
+    }
+    env.pop("FRAMEWISE_KAFKA_BOOTSTRAP", None)
+    base, log = f"http://127.0.0.1:{api_port}", tmp_path / "up.log"
+    tom = base64.b64encode((media / "images" / "faces" / "Tom_Hanks_54745.png").read_bytes())
+    up = start_up(env, log)
+    try:
+        wait_for_port("127.0.0.1", api_port, timeout=120)
+        face = subprocess.run(
+            ["pgrep", "-g", str(up.pid), "-f", "launcher.cli worker face"],
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        assert face, "no face worker found"
+        os.kill(int(face[0]), signal.SIGSTOP)
+        with httpx.Client(base_url=base, timeout=30) as client:
+            identity = client.post(
+                "/v1/allowlist", json={"label": "Tom", "images": [{"data_base64": tom.decode()}]}
+            ).headers["Location"]
+            assert client.get(identity).json()["status"] == "pending"
+    finally:
+        stop_up(up)  # the paused worker is killed after the grace period
+    up = start_up(env, log)
+    try:
+        wait_for_port("127.0.0.1", api_port, timeout=120)
+        deadline = time.monotonic() + 120
+        with httpx.Client(base_url=base, timeout=30) as client:
+            while (record := client.get(identity).json())["status"] == "pending":
+                assert time.monotonic() < deadline, log.read_text(errors="replace")[-3000:]
+                time.sleep(0.5)
+        assert record["status"] == "enrolled" and record["label"] == "Tom", record
+    finally:
+        stop_up(up)
