@@ -51,18 +51,27 @@ def stop_up(proc: subprocess.Popen) -> None:
         proc.wait(timeout=10)
 
 
-def test_a_restart_of_everything_loses_nothing_accepted(tmp_path, media, long_video):
-    api_port = free_port()
+def service_env(
+    tmp_path: Path, api_port: int, broker_port: int, stages: list[str], **settings: str
+) -> dict[str, str]:
+    """``framewise up`` on the embedded broker with its data in ``tmp_path``: every restart
+    of it finds the same journal and blob store."""
     env = {
         **os.environ,
-        "FRAMEWISE_EMBEDDED_BROKER_PORT": str(free_port()),
+        "FRAMEWISE_EMBEDDED_BROKER_PORT": str(broker_port),
         "FRAMEWISE_API_PORT": str(api_port),
         "FRAMEWISE_DATA_DIR": str(tmp_path / "data"),
         "FRAMEWISE_MODELS_DIR": str(tmp_path / "models"),
-        "FRAMEWISE_PARTITIONS": "2",
-        "FRAMEWISE_STAGES": json.dumps(["scene", "tag", "face"]),
+        "FRAMEWISE_STAGES": json.dumps(stages),
+        **{f"FRAMEWISE_{name.upper()}": value for name, value in settings.items()},
     }
     env.pop("FRAMEWISE_KAFKA_BOOTSTRAP", None)
+    return env
+
+
+def test_a_restart_of_everything_loses_nothing_accepted(tmp_path, media, long_video):
+    api_port = free_port()
+    env = service_env(tmp_path, api_port, free_port(), ["scene", "tag", "face"], partitions="2")
     base, log = f"http://127.0.0.1:{api_port}", tmp_path / "up.log"
     kitten = base64.b64encode((media / "images" / "tags" / "kitten_224.png").read_bytes())
     tom = base64.b64encode((media / "images" / "faces" / "Tom_Hanks_54745.png").read_bytes())
@@ -147,19 +156,16 @@ def test_a_webhook_still_retrying_at_a_restart_is_delivered_after_it(tmp_path, m
     """The receiver is down while the job finishes and the service restarts; the delivery
     was only on the webhooks topic of a memory-only broker, so the journal must keep it."""
     api_port, hook_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "FRAMEWISE_EMBEDDED_BROKER_PORT": str(free_port()),
-        "FRAMEWISE_API_PORT": str(api_port),
-        "FRAMEWISE_DATA_DIR": str(tmp_path / "data"),
-        "FRAMEWISE_MODELS_DIR": str(tmp_path / "models"),
-        "FRAMEWISE_STAGES": json.dumps(["tag"]),
-        "FRAMEWISE_WEBHOOK_ALLOW_PRIVATE": "true",
-        "FRAMEWISE_WEBHOOK_MAX_ATTEMPTS": "1000",
-        "FRAMEWISE_WEBHOOK_BACKOFF_S": "0.2",
-        "FRAMEWISE_WEBHOOK_BACKOFF_MAX_S": "0.5",
-    }
-    env.pop("FRAMEWISE_KAFKA_BOOTSTRAP", None)
+    env = service_env(
+        tmp_path,
+        api_port,
+        free_port(),
+        ["tag"],
+        webhook_allow_private="true",
+        webhook_max_attempts="1000",
+        webhook_backoff_s="0.2",
+        webhook_backoff_max_s="0.5",
+    )
     base, log = f"http://127.0.0.1:{api_port}", tmp_path / "up.log"
     kitten = base64.b64encode((media / "images" / "tags" / "kitten_224.png").read_bytes())
     secret = "s3cr3t-for-tests"
@@ -228,15 +234,7 @@ def test_a_job_published_straight_to_the_ingest_topic_runs_again_after_a_restart
     """The API never sees such a request, so the planner keeps it in the journal; the video
     stays under the producer's own blob key."""
     api_port, broker_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "FRAMEWISE_EMBEDDED_BROKER_PORT": str(broker_port),
-        "FRAMEWISE_API_PORT": str(api_port),
-        "FRAMEWISE_DATA_DIR": str(tmp_path / "data"),
-        "FRAMEWISE_MODELS_DIR": str(tmp_path / "models"),
-        "FRAMEWISE_STAGES": json.dumps(["scene", "tag", "face"]),
-    }
-    env.pop("FRAMEWISE_KAFKA_BOOTSTRAP", None)
+    env = service_env(tmp_path, api_port, broker_port, ["scene", "tag", "face"])
     base, log = f"http://127.0.0.1:{api_port}", tmp_path / "up.log"
     (tmp_path / "data" / "incoming").mkdir(parents=True)
     (tmp_path / "data" / "incoming" / "clip.mp4").write_bytes(long_video.read_bytes())
@@ -266,15 +264,7 @@ def test_an_enrolment_pending_at_a_restart_is_enrolled_after_it(tmp_path, media)
     """The face worker is paused, so the enrolment request waits on the topic, which the
     memory-only broker loses; the journal's pending record brings it back."""
     api_port = free_port()
-    env = {
-        **os.environ,
-        "FRAMEWISE_EMBEDDED_BROKER_PORT": str(free_port()),
-        "FRAMEWISE_API_PORT": str(api_port),
-        "FRAMEWISE_DATA_DIR": str(tmp_path / "data"),
-        "FRAMEWISE_MODELS_DIR": str(tmp_path / "models"),
-        "FRAMEWISE_STAGES": json.dumps(["face"]),
-    }
-    env.pop("FRAMEWISE_KAFKA_BOOTSTRAP", None)
+    env = service_env(tmp_path, api_port, free_port(), ["face"])
     base, log = f"http://127.0.0.1:{api_port}", tmp_path / "up.log"
     tom = base64.b64encode((media / "images" / "faces" / "Tom_Hanks_54745.png").read_bytes())
     up = start_up(env, log)
