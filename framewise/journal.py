@@ -9,8 +9,9 @@ straight to the ingest topic); the aggregator keeps a delivery as it publishes i
 webhook worker drops it once its outcome is out. ``framewise up`` replays it into a fresh
 broker before the workers start (and after restarting a broker that died), so finished and
 failed jobs stay readable, unfinished ones run again from their media, the allowlist is kept
-and webhooks still being retried go on. On a real Kafka cluster the topics themselves are
-durable, and the journal is off unless configured.
+(an enrolment still pending is asked for again) and webhooks still being retried go on. On a
+real Kafka cluster the topics themselves are durable, and the journal is off unless
+configured.
 """
 
 from __future__ import annotations
