@@ -145,15 +145,18 @@ class Journal:
         return [WebhookDelivery.model_validate(data) for _, data in self._read("webhooks")]
 
 
-def resumable(request: IngestRequest, blobs: BlobStore) -> bool:
-    """Its media is still here: the video, or each image (carried in the request itself, or
-    where the request names it: the upload, or a producer's own blob key)."""
-    if request.video_blob_key is not None:
-        return blobs.exists(request.video_blob_key)
-    return all(
-        image.data_base64 or blobs.exists(image.blob_key or keys.uploaded_image(request.job_id, i))
-        for i, image in enumerate(request.images or [])
-    )
+def unfinished_jobs(journal: Journal, blobs: BlobStore) -> tuple[list[IngestRequest], list[str]]:
+    """The jobs kept as not ended: those to submit again, and those that did end but whose
+    end the API had not kept yet (their final body is in the blob store). One whose media is
+    gone is submitted all the same: the planner fails it, saying the media is not stored,
+    where leaving it out would leave it unfinished for good."""
+    again, ended = [], []
+    for request in journal.unfinished():
+        if blobs.exists(keys.final_body(request.job_id)):
+            ended.append(request.job_id)
+        else:
+            again.append(request)
+    return again, ended
 
 
 def enrolment_request(identity_id: str, record: dict, blobs: BlobStore) -> AllowlistEnrollment:
@@ -170,11 +173,12 @@ def enrolment_request(identity_id: str, record: dict, blobs: BlobStore) -> Allow
 async def replay(journal: Journal, settings: Settings, blobs: BlobStore) -> tuple[int, int, int]:
     """Publish the journal into a fresh broker: every status, every allowlist record (and the
     enrolment of each one still pending), the ingest request of every job that had not ended
-    (it runs again from its media) and every webhook delivery that had not (its attempts so
-    far still count). Partial frames of interrupted work are deleted, as are uploads of jobs
-    that ended. Returns the numbers of jobs, jobs resumed and identities."""
+    (it runs again from its media; where it did end, its final body) and every webhook
+    delivery that had not (its attempts so far still count). Partial frames of interrupted
+    work are deleted, as are uploads of jobs that ended. Returns the numbers of jobs, jobs
+    resumed and identities."""
     jobs = 0
-    unfinished = [r for r in journal.unfinished() if resumable(r, blobs)]
+    unfinished, ended = unfinished_jobs(journal, blobs)
     shutil.rmtree(blobs.root / "frames", ignore_errors=True)
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap, max_request_size=settings.max_message_bytes
@@ -190,6 +194,11 @@ async def replay(journal: Journal, settings: Settings, blobs: BlobStore) -> tupl
             if JobHead.of(body).terminal:
                 for prefix in keys.transient_prefixes(job_id):
                     blobs.delete_prefix(prefix)
+        for job_id in ended:  # after its last status kept: the end supersedes it
+            final = blobs.get_bytes(keys.final_body(job_id))
+            await producer.send_and_wait(topics.JOB_STATUS.name, final, key=keys.job_key(job_id))
+            for prefix in keys.transient_prefixes(job_id):
+                blobs.delete_prefix(prefix)
         for identity_id, record in journal.identities().items():
             await producer.send_and_wait(
                 topics.ALLOWLIST.name, json.dumps(record).encode(), key=identity_id.encode()

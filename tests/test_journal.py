@@ -8,8 +8,8 @@ import tracemalloc
 
 from framewise import keys
 from framewise.blobstore import BlobStore
-from framewise.journal import Journal, enrolment_request, resumable
-from schemas.messages import ImageSource, IngestRequest
+from framewise.journal import Journal, enrolment_request, unfinished_jobs
+from schemas.messages import IngestRequest
 
 BODY = json.dumps(
     {"job_id": "video_a", "status": "finished", "result": {"note": 'quotes " and \\ and\nnew'}}
@@ -68,23 +68,25 @@ def test_the_planner_keeps_a_producers_request_but_never_one_of_an_ended_job(tmp
     assert journal.ended(direct.job_id) and journal.unfinished() == []
 
 
-def test_a_job_resumes_from_a_producers_own_blob_key(tmp_path):
-    blobs = BlobStore(tmp_path / "data")
-    video = IngestRequest(
-        job_id="video_straight00000001", media_type="video", video_blob_key="incoming/clip.mp4"
+def test_every_unfinished_job_is_submitted_again_but_one_that_ended_meanwhile(tmp_path):
+    """A job whose media is gone is submitted too (the planner fails it, saying so); one
+    whose final body was kept ended before the API kept its end."""
+    journal, blobs = Journal(tmp_path / "journal"), BlobStore(tmp_path / "data")
+    running, gone, ended = (
+        IngestRequest(
+            job_id=f"video_{name}0000000000000",
+            media_type="video",
+            video_blob_key=f"incoming/{name}.mp4",
+        )
+        for name in ("running", "gone", "ended")
     )
-    images = IngestRequest(
-        job_id="image_batch_straight00000001",
-        media_type="image",
-        images=[
-            ImageSource(external_id="a", blob_key="incoming/a.png"),
-            ImageSource(external_id="b", data_base64="iVBORw0KGgo="),
-        ],
-    )
-    assert not resumable(video, blobs) and not resumable(images, blobs)
-    blobs.put_bytes("incoming/clip.mp4", b"video")
-    blobs.put_bytes("incoming/a.png", b"image")
-    assert resumable(video, blobs) and resumable(images, blobs)
+    for request in (running, gone, ended):
+        journal.keep_ingest(request)
+    blobs.put_bytes("incoming/running.mp4", b"video")
+    blobs.put_bytes(keys.final_body(ended.job_id), b'{"status": "finished"}')
+    again, ended_meanwhile = unfinished_jobs(journal, blobs)
+    assert sorted(r.job_id for r in again) == [gone.job_id, running.job_id]
+    assert ended_meanwhile == [ended.job_id]
 
 
 def test_a_pending_enrolment_is_asked_again_with_the_images_the_api_stored(tmp_path):

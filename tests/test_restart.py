@@ -232,30 +232,45 @@ def test_a_job_published_straight_to_the_ingest_topic_runs_again_after_a_restart
     tmp_path, long_video
 ):
     """The API never sees such a request, so the planner keeps it in the journal; the video
-    stays under the producer's own blob key."""
+    stays under the producer's own blob key. A job whose video went while the service was
+    down fails, saying so, rather than staying unfinished."""
     api_port, broker_port = free_port(), free_port()
     env = service_env(tmp_path, api_port, broker_port, ["scene", "tag", "face"])
     base, log = f"http://127.0.0.1:{api_port}", tmp_path / "up.log"
-    (tmp_path / "data" / "incoming").mkdir(parents=True)
-    (tmp_path / "data" / "incoming" / "clip.mp4").write_bytes(long_video.read_bytes())
-    request = IngestRequest(
-        job_id="video_straight00000001", media_type="video", video_blob_key="incoming/clip.mp4"
-    )
-    location = f"/v1/videos/{request.job_id}"
+    incoming = tmp_path / "data" / "incoming"
+    incoming.mkdir(parents=True)
+    requests = []
+    for name in ("clip", "gone"):
+        (incoming / f"{name}.mp4").write_bytes(long_video.read_bytes())
+        requests.append(
+            IngestRequest(
+                job_id=f"video_straight_{name}_000000",
+                media_type="video",
+                video_blob_key=f"incoming/{name}.mp4",
+            )
+        )
+    clip, gone = (f"/v1/videos/{request.job_id}" for request in requests)
     up = start_up(env, log)
     try:
         wait_for_port("127.0.0.1", api_port, timeout=120)
-        asyncio.run(publish_ingest(f"127.0.0.1:{broker_port}", request))
-        wait_for_job(base, location, 120, until=("processing",))
+        for request in requests:
+            asyncio.run(publish_ingest(f"127.0.0.1:{broker_port}", request))
+        for location in (clip, gone):
+            wait_for_job(base, location, 120, until=("processing",))
     finally:
         stop_up(up)
+    (incoming / "gone.mp4").unlink()
     up = start_up(env, log)
     try:
-        body = wait_for_job(base, location, 240)
+        body = wait_for_job(base, clip, 240)
         assert body["status"] == "finished", (body, log.read_text(errors="replace")[-3000:])
         starts = [round(s["start_seconds"]) for s in body["result"]["raw_scenes"]]
         assert starts == list(range(0, 120, 10))
-        assert "(1 resumed)" in log.read_text(errors="replace")
+        assert "(2 resumed)" in log.read_text(errors="replace")
+        failed = wait_for_job(base, gone, 60)
+        assert failed["status"] == "failed", failed
+        assert failed["error"]["code"] == "unsupported_media"
+        assert "incoming/gone.mp4" in failed["error"]["message"]
     finally:
         stop_up(up)
 
