@@ -29,6 +29,7 @@ from aiokafka import AIOKafkaProducer
 from framewise import keys, topics
 from framewise.blobstore import BlobStore
 from framewise.config import Settings
+from framewise.kafka import to_bytes
 from schemas.api import JobHead
 from schemas.messages import AllowlistEnrollment, IngestRequest, WebhookDelivery
 
@@ -179,55 +180,45 @@ async def replay(journal: Journal, settings: Settings, blobs: BlobStore) -> tupl
     resumed and identities."""
     jobs = 0
     unfinished, ended = unfinished_jobs(journal, blobs)
+    identities = journal.identities()
     shutil.rmtree(blobs.root / "frames", ignore_errors=True)
+
+    def forget_media(job_id: str) -> None:  # a job that ended keeps only its results
+        for prefix in keys.transient_prefixes(job_id):
+            blobs.delete_prefix(prefix)
+
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap, max_request_size=settings.max_message_bytes
     )
     await producer.start()
+    send = producer.send_and_wait
     try:
         for job_id, owner, body in journal.statuses():
             jobs += 1
             headers = [(keys.OWNER_HEADER, owner.encode())] if owner else None
-            await producer.send_and_wait(
-                topics.JOB_STATUS.name, body, key=keys.job_key(job_id), headers=headers
-            )
+            await send(topics.JOB_STATUS.name, body, key=keys.job_key(job_id), headers=headers)
             if JobHead.of(body).terminal:
-                for prefix in keys.transient_prefixes(job_id):
-                    blobs.delete_prefix(prefix)
+                forget_media(job_id)
         for job_id in ended:  # after its last status kept: the end supersedes it
             final = blobs.get_bytes(keys.final_body(job_id))
-            await producer.send_and_wait(topics.JOB_STATUS.name, final, key=keys.job_key(job_id))
-            for prefix in keys.transient_prefixes(job_id):
-                blobs.delete_prefix(prefix)
-        for identity_id, record in journal.identities().items():
-            await producer.send_and_wait(
-                topics.ALLOWLIST.name, json.dumps(record).encode(), key=identity_id.encode()
-            )
+            await send(topics.JOB_STATUS.name, final, key=keys.job_key(job_id))
+            forget_media(job_id)
+        for identity_id, record in identities.items():
+            key = identity_id.encode()
+            await send(topics.ALLOWLIST.name, json.dumps(record).encode(), key=key)
             if record.get("status") == "pending":  # its request was on the lost topic
                 request = enrolment_request(identity_id, record, blobs)
-                await producer.send_and_wait(
-                    topics.ALLOWLIST_REQUESTS.name,
-                    request.model_dump_json(exclude_none=True).encode(),
-                    key=identity_id.encode(),
-                )
-        for request in unfinished:
-            await producer.send_and_wait(
-                topics.INGEST.name,
-                request.model_dump_json(exclude_none=True).encode(),
-                key=keys.job_key(request.job_id),
-            )
+                await send(topics.ALLOWLIST_REQUESTS.name, to_bytes(request), key=key)
+        for job in unfinished:
+            await send(topics.INGEST.name, to_bytes(job), key=keys.job_key(job.job_id))
         for delivery in journal.webhooks():
-            await producer.send_and_wait(
-                topics.WEBHOOKS.name,
-                delivery.model_dump_json(exclude_none=True).encode(),
-                key=keys.job_key(delivery.job_id),
-            )
+            await send(topics.WEBHOOKS.name, to_bytes(delivery), key=keys.job_key(delivery.job_id))
     finally:
         await producer.stop()
     log.info(
         "journal replayed: %d jobs (%d resumed), %d identities",
         jobs,
         len(unfinished),
-        len(journal.identities()),
+        len(identities),
     )
-    return jobs, len(unfinished), len(journal.identities())
+    return jobs, len(unfinished), len(identities)

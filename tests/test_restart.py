@@ -24,6 +24,7 @@ import pytest
 
 from framewise import keys, topics
 from framewise.broker import free_port, wait_for_port
+from framewise.kafka import to_bytes
 from schemas.messages import IngestRequest
 from stages.webhook.delivery import verify_signature
 from tests.conftest import ROOT, upload_video, wait_for_job
@@ -220,9 +221,7 @@ async def publish_ingest(bootstrap: str, request: IngestRequest) -> None:
     await producer.start()
     try:
         await producer.send_and_wait(
-            topics.INGEST.name,
-            request.model_dump_json(exclude_none=True).encode(),
-            key=keys.job_key(request.job_id),
+            topics.INGEST.name, to_bytes(request), key=keys.job_key(request.job_id)
         )
     finally:
         await producer.stop()
