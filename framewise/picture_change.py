@@ -4,8 +4,9 @@ nothing changed).
 
 Both frames are reduced to a 480x270 grey thumbnail on a 16x9 grid of blocks and lightly
 blurred against codec noise. A block changed where some pixel moved more than
-``BLOCK_CHANGE`` grey levels. A shift of overall brightness (the median block moved, as in a
-fade or an exposure change) counts as a change everywhere.
+``BLOCK_CHANGE`` grey levels. For a model that answers for the whole picture (tags, faces), a
+shift of overall brightness (the median block moved, as in a fade or an exposure change) is a
+change too; text is read again only where its own pixels moved that far.
 """
 
 from __future__ import annotations
@@ -39,12 +40,19 @@ def difference(before: np.ndarray, after: np.ndarray) -> np.ndarray:
 
 
 def changed_rows(before: np.ndarray, after: np.ndarray) -> np.ndarray:
-    """Which of the grid's rows of blocks changed; every row for a global change."""
+    """Which of the grid's rows of blocks have a pixel that moved more than a block change."""
     diff = difference(before, after)
-    block_means = cv2.resize(diff.astype(np.float32), GRID, interpolation=cv2.INTER_AREA)
-    if np.median(block_means) > GLOBAL_CHANGE:
-        return np.ones(GRID[1], dtype=bool)
     return diff.reshape(GRID[1], -1).max(axis=1) > BLOCK_CHANGE  # a row of blocks is contiguous
+
+
+def picture_changed(before: np.ndarray, after: np.ndarray) -> bool:
+    """Whether some block changed, or the overall brightness shifted (a fade or an exposure
+    change moves every block a little, and a model's answer for the whole picture with it)."""
+    diff = difference(before, after)
+    if diff.max() > BLOCK_CHANGE:
+        return True
+    block_means = cv2.resize(diff.astype(np.float32), GRID, interpolation=cv2.INTER_AREA)
+    return bool(np.median(block_means) > GLOBAL_CHANGE)
 
 
 def sequence_of(batch: FrameBatch) -> str:

@@ -11,7 +11,7 @@ import numpy as np
 from framewise import keys
 from framewise.blobstore import BlobStore
 from framewise.config import Settings
-from framewise.picture_change import RecentSequences, changed_rows, sequence_of, thumbnail
+from framewise.picture_change import RecentSequences, picture_changed, sequence_of, thumbnail
 from schemas.messages import FrameBatch
 from stages.face import packs
 from stages.face.allowlist import AllowlistIndex
@@ -107,7 +107,7 @@ class FaceAnalyzer:
                     and reference.shape == rgb.shape
                     and 0 <= times[i] - reference.t < self.reuse_seconds
                 )
-                if recent and not changed_rows(reference.thumbnail, thumb).any():
+                if recent and not picture_changed(reference.thumbnail, thumb):
                     earlier = reference.faces if reference.frame is None else reference.frame
                     plan.repeats[i] = earlier
                     continue

@@ -11,14 +11,16 @@ such as black or sky, cannot hold text):
 * bands over most of the frame: it is read whole, as is a sequence's first frame where most
   rows have texture.
 
-A reading's picture keeps each row as it was when that row's text was last established, not
-as it was in the latest frame: a change slower than the threshold between samples (a caption
-fading in over many seconds) adds up until it is read. Several pictures are kept, so that a
-cut back to a shot already read (an interview's two cameras) reads nothing. Text that
-appears, changes or disappears changes its blocks, so it is read at the sampled rate like
-before; a still picture with a copyright line is read once. The memory is per segment of a
-job (``sequence_of``), so no job's text ever stands in for another's, and a job's segments,
-decoded at once and arriving interleaved, each compare with their own frames.
+A reading's picture keeps each row as it was when that row's text was last established, not as
+it was in the latest frame: a change slower than the threshold between samples (a caption
+fading in over many seconds, a whole picture fading) adds up until it is read. A shift of
+brightness alone is no reason to read: an exposure change that moves no pixel of a row by a
+block change leaves its text as it was. Several pictures are kept, so that a cut back to a shot
+already read (an interview's two cameras) reads nothing. Text that appears, changes or
+disappears changes its blocks, so it is read at the sampled rate like before; a still picture
+with a copyright line is read once. The memory is per segment of a job (``sequence_of``), so no
+job's text ever stands in for another's, and a job's segments, decoded at once and arriving
+interleaved, each compare with their own frames.
 
 Where a frame is read, each line the detector finds is recognized only if the pixels around it
 changed since it was last recognized (:class:`LineMemory`): a caption or a logo over a moving

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from framewise.config import Settings
-from framewise.picture_change import RecentSequences, changed_rows, sequence_of, thumbnail
+from framewise.picture_change import RecentSequences, picture_changed, sequence_of, thumbnail
 from schemas.messages import FrameBatch
 from stages.spec import StageSpec, VideoContext
 from stages.tag.classifier import OnnxClassifier, classifier_card, classifier_paths
@@ -69,7 +69,7 @@ class TagAnalyzer:
             if (
                 reference is None
                 or reference[1] != frame.shape
-                or changed_rows(reference[0], thumbs[i]).any()
+                or picture_changed(reference[0], thumbs[i])
             ):
                 chosen.append(i)
                 reference = (thumbs[i], frame.shape)
