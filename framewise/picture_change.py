@@ -1,6 +1,6 @@
 """Where a frame's picture changed since another frame of the same job: the test a model stage
-uses to run its model only where something changed (OCR by rows of blocks, faces when
-nothing changed).
+uses to run its model only where something changed (OCR by rows of blocks, tags and faces by
+whole frames).
 
 Both frames are reduced to a 480x270 grey thumbnail on a 16x9 grid of blocks and lightly
 blurred against codec noise. A block changed where some pixel moved more than
@@ -24,7 +24,7 @@ T = TypeVar("T")
 GRID = (16, 9)  # blocks across, down
 BLOCK = 30  # thumbnail pixels per block side
 BLOCK_CHANGE = 25  # grey levels (after a 3x3 blur) that make a block changed
-GLOBAL_CHANGE = 2.0  # grey levels in the median block: a fade or exposure change, every row
+GLOBAL_CHANGE = 2.0  # grey levels in the median block: a fade or an exposure change
 
 
 def thumbnail(frame: np.ndarray) -> np.ndarray:
