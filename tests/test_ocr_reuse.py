@@ -152,6 +152,24 @@ def test_a_whole_picture_fading_in_and_out_gives_its_caption_the_same_span(still
     assert analyzer.frames_read < analyzer.frames_seen / 2
 
 
+def test_a_faint_caption_in_a_slow_fade_is_found_and_lost_within_a_sample(still, tmp_path):
+    """A half-transparent caption through 10 s fades: its pixels move under a block change a
+    sample, so its rows are read every other sample or so, and its span may differ from reading
+    every frame whole by one sample at either end (the price of not reading every row at every
+    shift of brightness: testvideo.mp4's exposure change at 15 s)."""
+    shown = still.copy()
+    cv2.putText(shown, "OPENING NIGHT", (80, 460), cv2.FONT_HERSHEY_DUPLEX, 1.6, (255,) * 3, 3)
+    shown = ((still.astype(np.float32) + shown) / 2).round().astype(np.uint8)
+    gains = [*np.linspace(0, 1, 10 * FPS), *[1.0] * (3 * FPS), *np.linspace(1, 0, 10 * FPS)]
+    path = write(tmp_path / "slow_fades.mp4", [brightened(shown, g) for g in gains])
+    whole, _ = read_video(path, reuse=False)
+    results, analyzer = read_video(path, reuse=True)
+    assert spans(results).keys() == spans(whole).keys() and len(spans(whole)) == 1
+    for text, (start, end) in spans(whole).items():
+        assert spans(results)[text] == pytest.approx((start, end), abs=1.0)  # a sample at 1 fps
+    assert analyzer.frames_read < analyzer.frames_seen / 2
+
+
 def test_an_exposure_change_that_moves_no_pixel_far_reads_nothing(still, tmp_path):
     """The shot brightens by 8% (testvideo.mp4's camera does at 15 s): the caption's pixels
     stay within a block change, so its text stands and nothing is read again."""
