@@ -13,6 +13,7 @@ from framewise import topics
 from framewise.blobstore import BlobStore
 from framewise.config import Settings
 from framewise.journal import Journal
+from framewise.kafka import to_bytes
 from schemas.api import ErrorCode, JobError, JobStatus, VideoJob, WebhookConfig
 from schemas.messages import (
     BatchResult,
@@ -173,21 +174,23 @@ def test_the_final_body_is_kept_in_the_blob_store_not_in_the_tables(aggregator, 
 
 
 def test_a_webhook_is_journaled_until_its_outcome_even_across_a_fresh_broker(tmp_path, clock):
-    """On the embedded broker the journal keeps the delivery the aggregator publishes. After
-    a restart its tables start empty, and the outcome of the replayed delivery still reaches
-    the job's kept body."""
+    """On the embedded broker the journal keeps the delivery the aggregator publishes (its
+    agent keeps ``Outcome.webhook`` before sending). After a restart its tables start empty,
+    and the outcome of the replayed delivery still reaches the job's kept body."""
     settings = Settings(stages=["tag"], data_dir=tmp_path)
     journal, blobs = Journal(tmp_path / "journal"), BlobStore(tmp_path)
-    aggregator = Aggregator({}, {}, {}, settings, blobs, clock=clock, journal=journal)
+    aggregator = Aggregator({}, {}, {}, settings, blobs, clock=clock)
     hook = WebhookConfig(url="https://example.com/hook", secret="s3cr3t")
     run(aggregator, planned(clock).model_copy(update={"webhook": hook}))
     run(aggregator, DECODED)
     run(aggregator, CAT)
     outcome = run(aggregator, BROKEN)
     assert [s.topic for s in outcome.sends][-1] == topics.WEBHOOKS
+    assert outcome.sends[-1].value == to_bytes(outcome.webhook)
+    journal.keep_webhook(outcome.webhook)
     (kept,) = journal.webhooks()
     assert (kept.job_id, kept.url, kept.secret) == (JOB, hook.url, "s3cr3t")
-    restarted = Aggregator({}, {}, {}, settings, blobs, clock=clock, journal=journal)
+    restarted = Aggregator({}, {}, {}, settings, blobs, clock=clock)
     delivered = WebhookOutcome(job_id=JOB, delivery_id=kept.delivery_id, delivered=True, attempts=3)
     patched = run(restarted, delivered)
     assert [s.topic for s in patched.sends] == [topics.JOB_STATUS]

@@ -53,13 +53,8 @@ def build_aggregator_app(settings: Settings) -> faust.App:
         app.Table(name, default=None, partitions=settings.partitions, extra_topic_configs=changelog)
         for name in ("jobs", "segments", "batches")
     ]
-    aggregator = Aggregator(
-        *tables,
-        settings,
-        BlobStore(settings.data_dir),
-        offload=in_thread,
-        journal=Journal.of(settings),
-    )
+    aggregator = Aggregator(*tables, settings, BlobStore(settings.data_dir), offload=in_thread)
+    journal = Journal.of(settings)  # keeps webhook deliveries durable (embedded broker)
 
     async def send(sends: list[Send], delivered: bool = False) -> None:
         for message in sends:
@@ -85,6 +80,8 @@ def build_aggregator_app(settings: Settings) -> faust.App:
             return
         # A final body is marked published only once the broker has it, and its sends go one
         # at a time: a long video's body is megabytes, and the producer copies what it holds.
+        if outcome.webhook is not None and journal is not None:
+            journal.keep_webhook(outcome.webhook)  # repeated after a crash: the same file
         await send(outcome.sends, delivered=True)
         aggregator.published(outcome.finalised)  # table writes stay on the event loop
 

@@ -27,7 +27,6 @@ from typing import Any
 from framewise import keyframes, keys, topics
 from framewise.blobstore import BlobStore
 from framewise.config import Settings
-from framewise.journal import Journal
 from framewise.kafka import to_bytes
 from framewise.topics import TopicSpec
 from schemas.api import ErrorCode, ImageBatchJob, JobError, JobStatus, VideoJob, WebhookStatus
@@ -73,11 +72,13 @@ class Send:
 
 @dataclass
 class Outcome:
-    """What one call decided: messages to send in order, and the job whose final body is among
-    them (to mark published once they are sent)."""
+    """What one call decided: messages to send in order, the job whose final body is among
+    them (to mark published once they are sent), and the webhook delivery among them (for the
+    journal to keep before it is sent)."""
 
     sends: list[Send] = field(default_factory=list)
     finalised: str | None = None
+    webhook: WebhookDelivery | None = None
 
 
 # What a final body may take of FRAMEWISE_MAX_MESSAGE_BYTES: the rest is for the record's own
@@ -130,7 +131,6 @@ class Aggregator:
         blobs: BlobStore,
         offload: Offload = run_here,
         clock: Callable[[], float] = time.time,
-        journal: Journal | None = None,
     ) -> None:
         self.jobs = jobs
         self.segments = segments
@@ -139,7 +139,6 @@ class Aggregator:
         self.blobs = blobs
         self.offload = offload  # runs CPU-heavy finalisers (the worker: off the event loop)
         self.clock = clock
-        self.journal = journal  # keeps webhook deliveries durable (embedded broker)
         self.started_at = clock()
         self.restart_checked = False
         self.last_movement = self.started_at  # when any job here last moved
@@ -348,18 +347,17 @@ class Aggregator:
         key = keys.job_key(state.job_id)
         results = Send(topics.RESULTS, key, stored=keys.final_body(state.job_id))
         sends = [self._status(state), results]
-        if state.webhook is not None:
-            delivery = WebhookDelivery(
-                job_id=state.job_id,
-                delivery_id=f"evt_{state.job_id}_{state.final_status}",
-                url=state.webhook.url,
-                secret=state.webhook.secret,
-                created_at=self.clock(),
-            )
-            sends.append(Send(topics.WEBHOOKS, key, to_bytes(delivery)))
-            if self.journal is not None:
-                self.journal.keep_webhook(delivery)
-        return Outcome(sends, finalised=state.job_id)
+        if state.webhook is None:
+            return Outcome(sends, finalised=state.job_id)
+        delivery = WebhookDelivery(
+            job_id=state.job_id,
+            delivery_id=f"evt_{state.job_id}_{state.final_status}",
+            url=state.webhook.url,
+            secret=state.webhook.secret,
+            created_at=self.clock(),
+        )
+        sends.append(Send(topics.WEBHOOKS, key, to_bytes(delivery)))
+        return Outcome(sends, finalised=state.job_id, webhook=delivery)
 
     def published(self, job_id: str) -> None:
         """The final body of ``job_id`` was sent: mark it, forget its batches and media (keep
