@@ -17,6 +17,8 @@ ratio against a baseline measured in the same run on the same video.
   the synthetic edit suite (``framewise/edits.py``: boundaries found, missed, false);
 * memory: peak traced allocations of decode + scene features on a synthetic video 1x and 4x
   as long (flat means the ratio stays near 1);
+* api: the peak memory of a process holding the API's view of job statuses after 300 and 3000
+  finished 200 KB job bodies, against their size (flat means the ratio stays near 1);
 * OCR: the OCR stage's analyzer (PP-OCR + language per line) vs rapidocr called directly with
   the same settings, on the same detail frames;
 * tags: the tag stage's analyzer vs the ONNX classifier session called directly, with the
@@ -39,6 +41,7 @@ ratio against a baseline measured in the same run on the same video.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import statistics
 import subprocess
@@ -768,14 +771,61 @@ def bench_memory() -> None:
     )
 
 
+API_JOBS = (300, 3000)  # finished jobs an API replica takes in from the status topic
+API_BODY = json.dumps(
+    {
+        "job_id": "JOB",
+        "status": "finished",
+        "created_at": "2026-11-25T10:00:00+00:00",
+        "updated_at": "2026-11-25T10:01:00+00:00",
+        "result": {"frame_activity_diffs": [0.123456] * 20_000},  # 200 KB: a 10 min video's
+    }
+).encode()
+
+
+def fill_status_view(jobs: int, peak) -> None:
+    """In a fresh process: the API's view of job statuses takes in ``jobs`` finished bodies as
+    it does from the status topic; puts the process's peak memory on the queue ``peak``."""
+    from ingest_api.status_view import StatusView
+
+    view = StatusView(Settings())
+    for i in range(jobs):
+        job_id = f"video_{i:032x}"
+        view.set_owner(job_id, "key")
+        view.apply(job_id, API_BODY.replace(b'"JOB"', json.dumps(job_id).encode()))
+    peak.put(_peak_rss(os.getpid()))
+    view.jobs.close()
+
+
+def bench_api_memory() -> None:
+    """The API's peak memory as finished jobs accumulate over the retention period, against
+    the bodies' size (what it held before it kept them on disk)."""
+    import multiprocessing
+
+    spawn = multiprocessing.get_context("spawn")
+    peaks = []
+    for jobs in (0, *API_JOBS):
+        queue = spawn.Queue()
+        process = spawn.Process(target=fill_status_view, args=(jobs, queue))
+        process.start()
+        peaks.append(queue.get())
+        process.join()
+    bodies = [jobs * len(API_BODY) for jobs in API_JOBS]
+    print(
+        f"api      peak memory with {API_JOBS[0]} / {API_JOBS[1]} finished jobs of 200 KB "
+        f"(bodies {bodies[0] / 2**20:.0f} / {bodies[1] / 2**20:.0f} MiB): "
+        f"{peaks[1] / 2**20:.0f} / {peaks[2] / 2**20:.0f} MiB, none {peaks[0] / 2**20:.0f} MiB"
+        f"   ratio {peaks[2] / peaks[1]:.2f} (flat = 1)"
+    )
+
+
 def main() -> None:
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("video", nargs="?", type=Path)
-    parser.add_argument(
-        "--only", help="comma-separated parts: decode,scene,shots,stack,memory,ocr,tags,faces,e2e"
-    )
+    parts_help = "comma-separated parts: decode,scene,shots,stack,memory,api,ocr,tags,faces,e2e"
+    parser.add_argument("--only", help=parts_help)
     args = parser.parse_args()
     parts = set(args.only.split(",")) if args.only else None
     wanted = lambda part: parts is None or part in parts  # noqa: E731
@@ -793,6 +843,8 @@ def main() -> None:
         bench_stack(video)
     if wanted("memory"):
         bench_memory()
+    if wanted("api"):
+        bench_api_memory()
     batches = detail_batches(video, Settings())
     if wanted("ocr"):
         bench_ocr(batches, video)
