@@ -11,12 +11,8 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
-from framewise import frame_files
 from schemas.messages import BLOB_KEY_PATTERN
 
 _KEY = re.compile(BLOB_KEY_PATTERN)
@@ -41,16 +37,6 @@ class BlobStore:
 
     def put_bytes(self, key: str, data: bytes) -> None:
         self._atomic_write(key, lambda f: f.write(data))
-
-    def put_frames(self, key: str, frames: Sequence[np.ndarray], jpeg_quality: int) -> int:
-        """A batch of RGB frames (see :mod:`framewise.frame_files`); returns the bytes stored."""
-        data = frame_files.encode(frames, jpeg_quality)
-        self.put_bytes(key, data)
-        return len(data)
-
-    def get_frames(self, key: str, indices: list[int] | None = None) -> np.ndarray:
-        """A stored frame batch; only the frames at ``indices`` where given."""
-        return frame_files.decode(self.get_bytes(key), indices)
 
     def get_bytes(self, key: str) -> bytes:
         return self.path(key).read_bytes()

@@ -21,8 +21,22 @@ import cv2
 import numpy as np
 import simplejpeg
 
+from framewise.blobstore import BlobStore
+
 MAGIC = b"FWJPEG1\n"  # then: uint32 frame count, then per frame uint32 length + JPEG bytes
 _COUNT = struct.Struct("<I")
+
+
+def store(blobs: BlobStore, key: str, frames: Sequence[np.ndarray], quality: int) -> int:
+    """``frames`` (RGB) as the batch file ``key``; returns the bytes stored."""
+    data = encode(frames, quality)
+    blobs.put_bytes(key, data)
+    return len(data)
+
+
+def load(blobs: BlobStore, key: str, indices: list[int] | None = None) -> np.ndarray:
+    """The stored frame batch ``key``; only the frames at ``indices`` where given."""
+    return decode(blobs.get_bytes(key), indices)
 
 
 def encode(frames: Sequence[np.ndarray], quality: int) -> bytes:

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 
 import faust
 
-from framewise import keys, topics
+from framewise import frame_files, keys, topics
 from framewise.blobstore import BlobStore
 from framewise.config import Settings
 from framewise.kafka import dead_letter, in_thread, make_app, to_bytes, topic, valid_events
@@ -82,7 +82,7 @@ def build_stage_app(spec: StageSpec, settings: Settings) -> faust.App:
                 if wanted is not None:
                     batch = sampled(batch, wanted)
                 async with turns.turn(sequence_of(batch)):
-                    frames = await in_thread(blobs.get_frames, batch.blob_key, wanted)
+                    frames = await in_thread(frame_files.load, blobs, batch.blob_key, wanted)
                     payload = await in_thread(analyzer.analyze, frames, batch)
                 STAGE_SECONDS.labels(spec.name).observe(time.perf_counter() - started)
                 STAGE_FRAMES.labels(spec.name).inc(len(frames) - batch.context_frames)

@@ -19,8 +19,8 @@ def frames(media) -> np.ndarray:
 def test_jpeg_batches_are_an_order_smaller_and_close_to_the_pixels(tmp_path, frames):
     blobs = BlobStore(tmp_path)
     original = frames
-    stored = blobs.put_frames("frames/job/motion/0.frames", original, 95)
-    back = blobs.get_frames("frames/job/motion/0.frames")
+    stored = frame_files.store(blobs, "frames/job/motion/0.frames", original, 95)
+    back = frame_files.load(blobs, "frames/job/motion/0.frames")
     assert back.shape == original.shape and back.dtype == np.uint8
     assert stored * 5 < original.nbytes  # 8x on average over testvideo.mp4 (bench)
     assert np.abs(back.astype(int) - original).mean() < 4
@@ -29,10 +29,10 @@ def test_jpeg_batches_are_an_order_smaller_and_close_to_the_pixels(tmp_path, fra
 def test_quality_zero_keeps_exact_pixels_and_old_npy_batches_still_read(tmp_path, frames):
     blobs = BlobStore(tmp_path)
     original = frames
-    blobs.put_frames("a.frames", original, 0)
-    assert np.array_equal(blobs.get_frames("a.frames"), original)
+    frame_files.store(blobs, "a.frames", original, 0)
+    assert np.array_equal(frame_files.load(blobs, "a.frames"), original)
     blobs.put_bytes("b.npy", frame_files.encode(original, 0))
-    assert np.array_equal(blobs.get_frames("b.npy"), original)
+    assert np.array_equal(frame_files.load(blobs, "b.npy"), original)
 
 
 def test_a_damaged_batch_is_an_error_not_garbage(frames):

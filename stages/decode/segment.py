@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from framewise import keyframes, keys
+from framewise import frame_files, keyframes, keys
 from framewise.blobstore import BlobStore
 from framewise.config import Settings
 from framewise.media import DecodedBatch, decode_video_segment
@@ -27,7 +27,7 @@ def store_batch(
 ) -> FrameBatch:
     """``batch``'s frames written to the blob store, and the message that points at them."""
     blob_key = keys.frame_batch(task.job_id, batch.profile, task.segment_index, batch.batch_index)
-    blobs.put_frames(blob_key, batch.images, settings.frame_jpeg_quality)
+    frame_files.store(blobs, blob_key, batch.images, settings.frame_jpeg_quality)
     return batch_message(task, batch, blob_key)
 
 
