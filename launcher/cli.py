@@ -18,12 +18,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from faust.worker import Worker
 
     from framewise.kafka import ensure_topics
-    from framewise.media import set_opencv_threads
 
     settings = get_settings()
-    set_opencv_threads(settings.opencv_threads)
     asyncio.run(ensure_topics(settings))
     app = build_worker_app(args.role, settings)
+    if "cv2" in sys.modules:  # a role that uses OpenCV imported it to build its app
+        from framewise.media import set_opencv_threads
+
+        set_opencv_threads(settings.opencv_threads)
     from framewise.metrics import serve
 
     serve(settings.metrics_port)

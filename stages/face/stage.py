@@ -9,11 +9,9 @@ from typing import Any
 from framewise.blobstore import BlobStore
 from framewise.config import Settings
 from stages.face import clustering, packs
-from stages.face.agent import attach_face_agents
-from stages.face.analyzer import FaceAnalyzer
 from stages.face.embedding import decode_embedding
 from stages.face.settings import FaceSettings
-from stages.spec import StageSpec, VideoContext
+from stages.spec import BatchAnalyzer, StageSpec, VideoContext
 
 
 def _faces(payloads: Iterable[dict], pack: str) -> list[clustering.Face]:
@@ -105,15 +103,30 @@ def finalize_image(payload: dict[str, Any], settings: Settings) -> dict[str, Any
     }
 
 
+def make_face_analyzer(settings: Settings) -> BatchAnalyzer:
+    """The analyzer with its pack's models: imported in the face worker only, so the
+    processes that merely describe the stage load no face model runtime."""
+    from stages.face.analyzer import FaceAnalyzer
+
+    return FaceAnalyzer(settings)
+
+
+def attach_agents(app: Any, settings: Settings, analyzer: BatchAnalyzer) -> None:
+    """The face worker's allowlist agents (imported there only, as the analyzer is)."""
+    from stages.face.agent import attach_face_agents
+
+    attach_face_agents(app, settings, analyzer)
+
+
 FACE = StageSpec(
     name="face",
     profile="detail",
     media_types=frozenset({"video", "image"}),
-    make_analyzer=FaceAnalyzer,
+    make_analyzer=make_face_analyzer,
     requires=("scene",),
     finalize_video=finalize_video,
     finalize_image=finalize_image,
-    attach=attach_face_agents,
+    attach=attach_agents,
     installed=packs.installed,
     models=lambda settings: packs.make_pack(settings).models(),
 )
