@@ -11,7 +11,14 @@ from framewise.config import get_settings
 from framewise.logs import worker_logging_config
 from launcher.analyze import cmd_analyze
 from launcher.roles import build_worker_app
-from launcher.supervisor import cmd_up
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """The supervisor, and the stage registry it reads, are imported by this command only: a
+    worker without models (the webhook's) then loads none of the stages' libraries."""
+    from launcher import supervisor
+
+    return supervisor.cmd_up(args)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

@@ -4,12 +4,13 @@ agents, so the supervisor, the API and the workers without models load no model 
 from __future__ import annotations
 
 from framewise.config import Settings
-from stages.registry import active_stages, stages
 
 CORE_ROLES = ("decode", "aggregator", "webhook")
 
 
 def worker_roles(settings: Settings) -> list[str]:
+    from stages.registry import active_stages
+
     return ["decode", *active_stages(settings), "aggregator", "webhook"]
 
 
@@ -27,6 +28,8 @@ def build_worker_app(role: str, settings: Settings):
         from stages.webhook.agent import build_webhook_app
 
         return build_webhook_app(settings)
+    from stages.registry import stages
+
     known = stages()
     if role not in known:
         raise SystemExit(f"unknown worker {role!r}; choose from {[*CORE_ROLES, *known]}")
