@@ -1,5 +1,6 @@
 """Which worker processes exist, and the Faust app of each. Each role imports only its own
-agents, so the supervisor, the API and the workers without models load no model runtime."""
+agents: the webhook worker loads none of the stages' libraries, and no worker another's
+analyzers."""
 
 from __future__ import annotations
 
