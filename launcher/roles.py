@@ -1,6 +1,5 @@
 """Which worker processes exist, and the Faust app of each. Each role imports only its own
-agents: the webhook worker loads none of the stages' libraries, and no worker another's
-analyzers."""
+agents: the webhook worker loads none of the stages' libraries."""
 
 from __future__ import annotations
 

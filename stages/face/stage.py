@@ -104,8 +104,8 @@ def finalize_image(payload: dict[str, Any], settings: Settings) -> dict[str, Any
 
 
 def make_face_analyzer(settings: Settings) -> BatchAnalyzer:
-    """The analyzer with its pack's models: imported in the face worker only, so the
-    processes that merely describe the stage load no face model runtime."""
+    """The analyzer, imported in the face worker only: the processes that merely describe the
+    stage (the aggregator, the API) skip its tracks, allowlist index and image decoding."""
     from stages.face.analyzer import FaceAnalyzer
 
     return FaceAnalyzer(settings)
